@@ -1,0 +1,267 @@
+//! Settings from flags and `PORTAL_ACCESS_*` environment variables (SPEC §7).
+//! Secrets are masked whenever the configuration is printed.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portal-access",
+    version,
+    about = "Access-control backend of a multi-portal e-learning platform"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Run database migrations, then exit.
+    Migrate,
+    /// Print a token signed with the configured HS256 secret.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// account, api_client, support_agent, operator or service.
+    #[arg(long)]
+    pub kind: String,
+    /// The subject (UUID); a random one if omitted.
+    #[arg(long)]
+    pub sub: Option<uuid::Uuid>,
+    #[arg(long)]
+    pub realm: Option<uuid::Uuid>,
+    #[arg(long)]
+    pub portal: Option<uuid::Uuid>,
+    #[arg(long = "key-id")]
+    pub key_id: Option<String>,
+    /// interactive or bulk_import (account tokens).
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// The support agent's UUID, for a temporary support admin's token.
+    #[arg(long)]
+    pub agent: Option<uuid::Uuid>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Comma-separated service scopes.
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// Lifetime, e.g. 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+}
+
+/// Everything `serve` and `migrate` need.
+#[derive(Clone, Args)]
+pub struct Config {
+    /// gRPC listen address; port 0 picks a free port.
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_LISTEN",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
+    pub listen: SocketAddr,
+    /// SQLite file or postgres://… URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://portal-access.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: String,
+    /// Maximum database connections of this replica.
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_max_connections: u32,
+    /// HS256 secret for tokens; generated beside a SQLite database if unset.
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// Ed25519/RS256 public keys (PEM files, comma-separated).
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_JWT_PUBLIC_KEYS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub jwt_public_keys: Vec<PathBuf>,
+    /// Required `iss` claim.
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_JWT_ISSUER",
+        default_value = "portal-access",
+        global = true
+    )]
+    pub jwt_issuer: String,
+    /// Required `aud` claim.
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_JWT_AUDIENCE",
+        default_value = "portal-access",
+        global = true
+    )]
+    pub jwt_audience: String,
+    /// text or json.
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// How often expired support grants and requests are swept (S8); 0 turns the sweeper off.
+    #[arg(long, env = "PORTAL_ACCESS_SWEEP_INTERVAL", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub sweep_interval: Duration,
+    /// How long a support access request waits for an answer (S2).
+    #[arg(long, env = "PORTAL_ACCESS_ACCESS_REQUEST_TTL", default_value = "7d", value_parser = parse_duration, global = true)]
+    pub access_request_ttl: Duration,
+    /// How long shutdown waits for in-flight calls before exiting anyway.
+    #[arg(long, env = "PORTAL_ACCESS_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
+    pub shutdown_grace: Duration,
+    /// Requests handled at once before new ones are shed with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub max_concurrent_requests: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Defaults for an embedded server, as `cargo run` would get them.
+    pub fn defaults() -> Self {
+        Cli::parse_from(["portal-access"]).config
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// The file a generated secret is kept in: beside the SQLite database.
+    /// `None` for in-memory SQLite and for PostgreSQL.
+    pub fn generated_secret_path(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let path = rest.trim_start_matches("//").split('?').next()?;
+        if path.is_empty() || path == ":memory:" || path.contains("mode=memory") {
+            return None;
+        }
+        Some(PathBuf::from(format!("{path}.jwt-secret")))
+    }
+}
+
+/// The printed form hides secrets and database passwords.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &mask_url_password(&self.database_url))
+            .field("db_max_connections", &self.db_max_connections)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "****"))
+            .field("jwt_public_keys", &self.jwt_public_keys)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("log_format", &self.log_format)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("access_request_ttl", &self.access_request_ttl)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:****@host/db`.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// `90s`, `15m`, `4h`, `7d`, or plain seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration like 30s, 15m, 4h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => return Ok(Duration::from_millis(value)),
+        "m" => value * 60,
+        "h" => value * 3600,
+        "d" => value * 86_400,
+        _ => return Err(format!("{raw:?} has an unknown unit (ms, s, m, h, d)")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn printed_config_masks_secrets() {
+        let mut config = Config::defaults();
+        config.jwt_secret = Some("super-secret-value".into());
+        config.database_url = "postgres://app:hunter2@db:5432/pa".into();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("super-secret-value"));
+        assert!(!printed.contains("hunter2"));
+        assert!(printed.contains("postgres://app:****@db:5432/pa"));
+    }
+
+    #[test]
+    fn generated_secret_lives_beside_the_sqlite_file() {
+        let mut config = Config::defaults();
+        assert_eq!(
+            config.generated_secret_path(),
+            Some(PathBuf::from("portal-access.db.jwt-secret"))
+        );
+        config.database_url = "sqlite::memory:".into();
+        assert_eq!(config.generated_secret_path(), None);
+        config.database_url = "postgres://localhost/x".into();
+        assert_eq!(config.generated_secret_path(), None);
+    }
+}

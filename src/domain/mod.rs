@@ -1,0 +1,43 @@
+//! The product's rules as plain Rust: no gRPC, no SQL. Every rule of SPEC.md
+//! can be found here by its id.
+
+pub mod account;
+pub mod audit;
+pub mod clock;
+pub mod email;
+pub mod names;
+pub mod page;
+pub mod plan;
+pub mod portal;
+pub mod principal;
+pub mod subdomain;
+pub mod user_type;
+
+pub use account::{Account, Membership, Standing, SupportWindow};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use email::Email;
+pub use names::{DisplayName, PortalName};
+pub use plan::Plan;
+pub use principal::{Channel, Principal, Scope};
+pub use subdomain::Subdomain;
+pub use user_type::UserType;
+
+/// Why a value was refused by its `parse`; the caller names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidValue {
+    pub description: String,
+}
+
+impl InvalidValue {
+    pub fn new(description: impl Into<String>) -> Self {
+        Self {
+            description: description.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for InvalidValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}

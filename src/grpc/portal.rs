@@ -1,0 +1,242 @@
+//! PortalService: realms, portals, realm settings, API keys.
+
+use tonic::{Request, Response, Status};
+
+use super::auth::principal;
+use super::convert::{
+    parse_uuid, plan_from_proto, portal_to_proto, realm_to_proto, request_id, required_uuid,
+    user_to_proto,
+};
+use super::page_token;
+use crate::domain::page::PageSize;
+use crate::domain::portal::{NewRealm, NewSubPortal, RealmSettingsChange};
+use crate::domain::{DisplayName, Email, PortalName, Subdomain};
+use crate::error::{Error, Violations};
+use crate::proto::v1::{self as pb, portal_service_server::PortalService};
+use crate::service::{Caller, Services};
+use crate::store::PortalPosition;
+
+pub struct PortalApi {
+    services: Services,
+}
+
+impl PortalApi {
+    pub fn new(services: Services) -> Self {
+        Self { services }
+    }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        Ok(self.services.caller(principal(request)?).await?)
+    }
+}
+
+const PORTALS_LIST: &str = "portals";
+
+fn encode_position(position: PortalPosition) -> String {
+    format!("{}:{}", position.depth, position.id)
+}
+
+fn decode_position(raw: &str) -> Result<PortalPosition, Error> {
+    let invalid = || Error::invalid("page_token", "is not a page token of this list");
+    let (depth, id) = raw.split_once(':').ok_or_else(invalid)?;
+    Ok(PortalPosition {
+        depth: depth.parse().map_err(|_| invalid())?,
+        id: uuid::Uuid::parse_str(id).map_err(|_| invalid())?,
+    })
+}
+
+#[tonic::async_trait]
+impl PortalService for PortalApi {
+    #[tracing::instrument(skip_all, fields(rpc = "CreateRealm"))]
+    async fn create_realm(
+        &self,
+        request: Request<pb::CreateRealmRequest>,
+    ) -> Result<Response<pb::CreateRealmResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let request_id = request_id(&mut v, &req.request_id, &req, |r| r.request_id.clear());
+        let name = v.check("name", PortalName::parse(&req.name));
+        let plan = v.check("plan", plan_from_proto(req.plan));
+        let top_name = v.check(
+            "top_level_portal_name",
+            PortalName::parse(&req.top_level_portal_name),
+        );
+        let subdomain = v.check("subdomain", Subdomain::parse(&req.subdomain));
+        let admin = req.first_admin.unwrap_or_default();
+        let email = v.check("first_admin.email", Email::parse(&admin.email));
+        let admin_name = v.check(
+            "first_admin.display_name",
+            DisplayName::parse(&admin.display_name),
+        );
+        v.finish()?;
+        let (
+            Some(name),
+            Some(plan),
+            Some(top_name),
+            Some(subdomain),
+            Some(email),
+            Some(admin_name),
+        ) = (name, plan, top_name, subdomain, email, admin_name)
+        else {
+            unreachable!("violations were reported above")
+        };
+        let created = self
+            .services
+            .create_realm(
+                &caller,
+                NewRealm {
+                    name,
+                    plan,
+                    top_level_portal_name: top_name,
+                    subdomain,
+                    first_admin_email: email,
+                    first_admin_name: admin_name,
+                },
+                request_id,
+            )
+            .await?;
+        Ok(Response::new(pb::CreateRealmResponse {
+            realm: Some(realm_to_proto(&created.realm)),
+            top_level_portal: Some(portal_to_proto(&created.top_level_portal)),
+            first_admin: Some(user_to_proto(&created.first_admin)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "CreateSubPortal"))]
+    async fn create_sub_portal(
+        &self,
+        request: Request<pb::CreateSubPortalRequest>,
+    ) -> Result<Response<pb::CreateSubPortalResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let request_id = request_id(&mut v, &req.request_id, &req, |r| r.request_id.clear());
+        let realm_id = v.check("realm_id", parse_uuid(&req.realm_id));
+        let name = v.check("name", PortalName::parse(&req.name));
+        let subdomain = v.check("subdomain", Subdomain::parse(&req.subdomain));
+        v.finish()?;
+        let (Some(realm_id), Some(name), Some(subdomain)) = (realm_id, name, subdomain) else {
+            unreachable!("violations were reported above")
+        };
+        let portal = self
+            .services
+            .create_sub_portal(
+                &caller,
+                NewSubPortal {
+                    realm_id,
+                    name,
+                    subdomain,
+                },
+                request_id,
+            )
+            .await?;
+        Ok(Response::new(pb::CreateSubPortalResponse {
+            portal: Some(portal_to_proto(&portal)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "GetPortal"))]
+    async fn get_portal(
+        &self,
+        request: Request<pb::GetPortalRequest>,
+    ) -> Result<Response<pb::GetPortalResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let portal_id = required_uuid("portal_id", &request.get_ref().portal_id)?;
+        let view = self.services.get_portal(&caller, portal_id).await?;
+        Ok(Response::new(pb::GetPortalResponse {
+            portal: Some(portal_to_proto(&view.portal)),
+            realm: view.realm.as_ref().map(realm_to_proto),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ListPortals"))]
+    async fn list_portals(
+        &self,
+        request: Request<pb::ListPortalsRequest>,
+    ) -> Result<Response<pb::ListPortalsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let realm_id = v.check("realm_id", parse_uuid(&req.realm_id));
+        let page_size = v.check("page_size", PageSize::parse(req.page_size));
+        v.finish()?;
+        let (Some(realm_id), Some(page_size)) = (realm_id, page_size) else {
+            unreachable!("violations were reported above")
+        };
+        let after = page_token::decode(&req.page_token, PORTALS_LIST, realm_id)?
+            .map(|raw| decode_position(&raw))
+            .transpose()?;
+        let page = self
+            .services
+            .list_portals(&caller, realm_id, after, page_size.get())
+            .await?;
+        Ok(Response::new(pb::ListPortalsResponse {
+            portals: page.portals.iter().map(portal_to_proto).collect(),
+            next_page_token: page
+                .next
+                .map(|p| page_token::encode(PORTALS_LIST, realm_id, &encode_position(p)))
+                .unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "UpdateRealmSettings"))]
+    async fn update_realm_settings(
+        &self,
+        request: Request<pb::UpdateRealmSettingsRequest>,
+    ) -> Result<Response<pb::UpdateRealmSettingsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let realm_id = v.check("realm_id", parse_uuid(&req.realm_id));
+        let plan = match req.plan {
+            Some(plan) => v.check("plan", plan_from_proto(plan)),
+            None => None,
+        };
+        v.finish()?;
+        let Some(realm_id) = realm_id else {
+            unreachable!("violations were reported above")
+        };
+        let realm = self
+            .services
+            .update_realm_settings(
+                &caller,
+                realm_id,
+                RealmSettingsChange {
+                    plan,
+                    top_level_admins_enrollable: req.top_level_admins_enrollable,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateRealmSettingsResponse {
+            realm: Some(realm_to_proto(&realm)),
+        }))
+    }
+
+    async fn generate_api_keys(
+        &self,
+        _request: Request<pb::GenerateApiKeysRequest>,
+    ) -> Result<Response<pb::GenerateApiKeysResponse>, Status> {
+        Err(Status::unimplemented(
+            "GenerateApiKeys arrives with the admin permission model (API keys, K1-K5)",
+        ))
+    }
+
+    async fn get_api_keys(
+        &self,
+        _request: Request<pb::GetApiKeysRequest>,
+    ) -> Result<Response<pb::GetApiKeysResponse>, Status> {
+        Err(Status::unimplemented(
+            "GetApiKeys arrives with the admin permission model (API keys, K1-K5)",
+        ))
+    }
+
+    async fn verify_api_key(
+        &self,
+        _request: Request<pb::VerifyApiKeyRequest>,
+    ) -> Result<Response<pb::VerifyApiKeyResponse>, Status> {
+        Err(Status::unimplemented(
+            "VerifyApiKey arrives with the admin permission model (API keys, K1-K5)",
+        ))
+    }
+}

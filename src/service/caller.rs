@@ -1,0 +1,123 @@
+//! Turns a verified token's principal into what the rules need: for an
+//! account, its standing in its realm, loaded at the moment of the call.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Services;
+use crate::domain::{Principal, Standing};
+use crate::error::{Error, Reason, Result};
+
+/// The caller of one RPC.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A person in a realm (possibly a temporary support admin, S12).
+    Account {
+        principal: Principal,
+        standing: Box<Standing>,
+    },
+    /// Any other principal, which needs no database to be known.
+    Other(Principal),
+}
+
+impl Caller {
+    pub fn principal(&self) -> &Principal {
+        match self {
+            Caller::Account { principal, .. } | Caller::Other(principal) => principal,
+        }
+    }
+
+    pub fn standing(&self) -> Option<&Standing> {
+        match self {
+            Caller::Account { standing, .. } => Some(standing),
+            Caller::Other(_) => None,
+        }
+    }
+
+    pub fn is_operator(&self) -> bool {
+        matches!(self.principal(), Principal::Operator { .. })
+    }
+}
+
+impl Services {
+    /// Resolves the principal. An account that no longer exists is
+    /// `UNKNOWN_ACCOUNT`; a temporary support admin's token must name the
+    /// human using it, and an ordinary account's token must not (S12).
+    pub async fn caller(&self, principal: Principal) -> Result<Caller> {
+        let Principal::Account {
+            account_id,
+            realm_id,
+            agent,
+            ..
+        } = &principal
+        else {
+            return Ok(Caller::Other(principal));
+        };
+        let standing = self
+            .store
+            .standing(*realm_id, *account_id)
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    Reason::UnknownAccount,
+                    "the token's account does not exist in its realm",
+                )
+            })?;
+        match (standing.is_support_temporary(), agent.is_some()) {
+            (true, false) => {
+                return Err(Error::new(
+                    Reason::SupportAgentClaimsMissing,
+                    "a temporary support admin's token must carry the agent and name claims",
+                ));
+            }
+            (false, true) => {
+                return Err(Error::new(
+                    Reason::InvalidToken,
+                    "agent claims are only valid for a temporary support admin",
+                ));
+            }
+            _ => {}
+        }
+        Ok(Caller::Account {
+            principal,
+            standing: Box::new(standing),
+        })
+    }
+
+    /// Now, at the store's precision (microseconds), so an answer and a
+    /// later read of the same row agree.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        crate::domain::clock::from_micros(crate::domain::clock::to_micros(self.clock.now()))
+    }
+}
+
+/// Refuses every principal kind but an operator.
+pub(crate) fn require_operator(caller: &Caller) -> Result<()> {
+    if caller.is_operator() {
+        Ok(())
+    } else {
+        Err(wrong_kind(caller, "an operator"))
+    }
+}
+
+/// The standing of an account caller of `realm_id`; another realm looks
+/// like a missing one (SPEC §5).
+pub(crate) fn require_account_of<'a>(caller: &'a Caller, realm_id: Uuid) -> Result<&'a Standing> {
+    let standing = caller
+        .standing()
+        .ok_or_else(|| wrong_kind(caller, "an account of the realm"))?;
+    if standing.account.realm_id != realm_id {
+        return Err(Error::not_found(Reason::RealmNotFound, "realm", realm_id));
+    }
+    Ok(standing)
+}
+
+pub(crate) fn wrong_kind(caller: &Caller, expected: &str) -> Error {
+    Error::permission_denied(
+        Reason::WrongPrincipalKind,
+        format!(
+            "this call is for {expected}; the token is of kind {}",
+            caller.principal().kind()
+        ),
+    )
+}

@@ -1,0 +1,37 @@
+//! Use cases: authorize, validate, run one transaction, record the audit
+//! event. No gRPC and no SQL here.
+
+mod caller;
+mod portals;
+
+use std::sync::Arc;
+
+pub use caller::Caller;
+pub use portals::{PortalPage, PortalView, RealmCreated};
+
+use crate::domain::Clock;
+use crate::store::Store;
+
+/// A create request's idempotency key and a digest of the rest of it.
+#[derive(Debug, Clone)]
+pub struct RequestId {
+    pub id: uuid::Uuid,
+    pub fingerprint: String,
+}
+
+/// The service's use cases, shared by every gRPC handler.
+#[derive(Clone)]
+pub struct Services {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Services {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

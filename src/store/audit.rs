@@ -1,0 +1,220 @@
+//! The append-only audit log (L1, L2, L6).
+//!
+//! Append order: the events' realm rows first (the caller already holds
+//! them locked), then the single `audit_head` row, as the last statements
+//! before COMMIT. Because every audited transaction takes `audit_head` last
+//! and keeps it until it commits, sequence numbers are handed out in commit
+//! order: no transaction can commit sequence 41 after another committed 42,
+//! which is the outbox trap of L2. Readers may therefore tail the table by
+//! `sequence > cursor` and never skip a late commit. The cost is that the
+//! commits of audited writes are serialized; each holds the row only for
+//! its final inserts and the commit itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Value,
+};
+use uuid::Uuid;
+
+use super::entity::{audit_event, realm};
+use super::errors::db_error;
+use super::{Backend, raw};
+use crate::domain::audit::{
+    Actor, ActorKind, AuditCategory, AuditEvent, NewAuditEvent, action, chain_hash,
+};
+use crate::domain::clock::{from_micros, to_micros};
+use crate::error::{Error, Result};
+
+/// Which events a reader wants.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub realm_id: Option<Uuid>,
+    pub portal_ids: Vec<Uuid>,
+    pub categories: Vec<AuditCategory>,
+}
+
+pub(super) async fn last_sequence(db: &impl ConnectionTrait, backend: Backend) -> Result<i64> {
+    let row = db
+        .query_one_raw(raw::statement(
+            backend,
+            "SELECT last_sequence FROM audit_head WHERE id = 1",
+            vec![],
+        ))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::internal("audit_head row missing"))?;
+    row.try_get_by_index::<i64>(0).map_err(db_error)
+}
+
+pub(super) async fn append(
+    tx: &impl ConnectionTrait,
+    backend: Backend,
+    now: DateTime<Utc>,
+    events: Vec<NewAuditEvent>,
+) -> Result<Vec<AuditEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let realm_ids: BTreeSet<Uuid> = events.iter().map(|e| e.realm_id).collect();
+    let mut heads: BTreeMap<Uuid, String> = BTreeMap::new();
+    // Sorted, so two transactions touching the same realms lock them in the
+    // same order.
+    for realm_id in &realm_ids {
+        let head = realm::Entity::find_by_id(*realm_id)
+            .select_only()
+            .column(realm::Column::AuditHeadHash)
+            .lock_exclusive()
+            .into_tuple::<String>()
+            .one(tx)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::internal(format!("audit event for unknown realm {realm_id}")))?;
+        heads.insert(*realm_id, head);
+    }
+
+    let count = events.len() as i64;
+    let row = tx
+        .query_one_raw(raw::statement(
+            backend,
+            "UPDATE audit_head SET last_sequence = last_sequence + ? WHERE id = 1 RETURNING last_sequence",
+            vec![Value::from(count)],
+        ))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::internal("audit_head row missing"))?;
+    let last: i64 = row.try_get_by_index(0).map_err(db_error)?;
+    let first = last - count + 1;
+
+    let mut appended = Vec::with_capacity(events.len());
+    let mut state_changed: BTreeSet<Uuid> = BTreeSet::new();
+    for (offset, new) in events.into_iter().enumerate() {
+        if new.action != action::SUPPORT_ACTION {
+            state_changed.insert(new.realm_id);
+        }
+        let prev_hash = heads[&new.realm_id].clone();
+        let mut event = AuditEvent {
+            sequence: first + offset as i64,
+            id: Uuid::now_v7(),
+            occurred_at: now,
+            realm_id: new.realm_id,
+            portal_id: new.portal_id,
+            category: new.category,
+            action: new.action.to_owned(),
+            actor: new.actor,
+            target_type: new.target_type.to_owned(),
+            target_id: new.target_id,
+            details: new.details,
+            prev_hash,
+            hash: String::new(),
+        };
+        event.hash = chain_hash(&event.prev_hash, &event.canonical_bytes());
+        heads.insert(event.realm_id, event.hash.clone());
+        appended.push(event);
+    }
+
+    audit_event::Entity::insert_many(appended.iter().map(to_row))
+        .exec(tx)
+        .await
+        .map_err(db_error)?;
+
+    for (realm_id, head) in heads {
+        // The revision tells permission caches on every replica that the
+        // realm changed (SPEC §8); a support action changes no permission.
+        let bump = i64::from(state_changed.contains(&realm_id));
+        tx.execute_raw(raw::statement(
+            backend,
+            "UPDATE realms SET audit_head_hash = ?, revision = revision + ? WHERE id = ?",
+            vec![Value::from(head), Value::from(bump), Value::from(realm_id)],
+        ))
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(appended)
+}
+
+fn to_row(event: &AuditEvent) -> audit_event::ActiveModel {
+    audit_event::ActiveModel {
+        sequence: Set(event.sequence),
+        id: Set(event.id),
+        realm_id: Set(event.realm_id),
+        portal_id: Set(event.portal_id),
+        category: Set(event.category.as_str().to_owned()),
+        action: Set(event.action.clone()),
+        actor_kind: Set(event.actor.kind.as_str().to_owned()),
+        actor_id: Set(event.actor.id.clone()),
+        agent_id: Set(event.actor.agent_id),
+        agent_name: Set(event.actor.agent_name.clone()),
+        target_type: Set(event.target_type.clone()),
+        target_id: Set(event.target_id.clone()),
+        details: Set(serde_json::to_string(&event.details).unwrap_or_else(|_| "{}".to_owned())),
+        occurred_at: Set(to_micros(event.occurred_at)),
+        prev_hash: Set(event.prev_hash.clone()),
+        hash: Set(event.hash.clone()),
+    }
+}
+
+pub(super) fn from_row(row: audit_event::Model) -> AuditEvent {
+    AuditEvent {
+        sequence: row.sequence,
+        id: row.id,
+        occurred_at: from_micros(row.occurred_at),
+        realm_id: row.realm_id,
+        portal_id: row.portal_id,
+        category: AuditCategory::from_stored(&row.category).unwrap_or(AuditCategory::Security),
+        action: row.action,
+        actor: Actor {
+            kind: ActorKind::from_stored(&row.actor_kind).unwrap_or(ActorKind::System),
+            id: row.actor_id,
+            agent_id: row.agent_id,
+            agent_name: row.agent_name,
+        },
+        target_type: row.target_type,
+        target_id: row.target_id,
+        details: serde_json::from_str(&row.details).unwrap_or_default(),
+        prev_hash: row.prev_hash,
+        hash: row.hash,
+    }
+}
+
+/// Events after `after`, in sequence order, at most `limit`.
+pub(super) async fn events_after(
+    db: &impl ConnectionTrait,
+    filter: &AuditFilter,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<AuditEvent>> {
+    let mut query = audit_event::Entity::find().filter(audit_event::Column::Sequence.gt(after));
+    if let Some(realm_id) = filter.realm_id {
+        query = query.filter(audit_event::Column::RealmId.eq(realm_id));
+    }
+    if !filter.portal_ids.is_empty() {
+        query = query.filter(audit_event::Column::PortalId.is_in(filter.portal_ids.clone()));
+    }
+    if !filter.categories.is_empty() {
+        query = query.filter(
+            audit_event::Column::Category.is_in(filter.categories.iter().map(|c| c.as_str())),
+        );
+    }
+    let rows = query
+        .order_by_asc(audit_event::Column::Sequence)
+        .limit(limit)
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+impl super::Store {
+    /// Committed events after sequence `after` that match `filter`.
+    pub async fn audit_events_after(
+        &self,
+        filter: &AuditFilter,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<AuditEvent>> {
+        events_after(self.conn(), filter, after, limit).await
+    }
+}

@@ -1,0 +1,29 @@
+//! The `audit_events` table.
+
+use sea_orm::entity::prelude::*;
+
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "audit_events")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub sequence: i64,
+    pub id: Uuid,
+    pub realm_id: Uuid,
+    pub portal_id: Option<Uuid>,
+    pub category: String,
+    pub action: String,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub agent_id: Option<Uuid>,
+    pub agent_name: Option<String>,
+    pub target_type: String,
+    pub target_id: String,
+    /// JSON object of string values.
+    pub details: String,
+    pub occurred_at: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

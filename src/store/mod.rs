@@ -1,0 +1,216 @@
+//! Storage: SeaORM entities, migrations and queries. The only module that
+//! knows SQL; above it, nothing sees a SeaORM type.
+//!
+//! Every write is one [`WriteTx`]: on SQLite a `BEGIN IMMEDIATE` transaction
+//! (a deferred one that reads then writes fails with SQLITE_BUSY under
+//! concurrency); on PostgreSQL a READ COMMITTED transaction that locks the
+//! realm row it changes (`SELECT … FOR UPDATE`) before reading anything it
+//! decides on. Per-realm invariants (A16, K2, S5) are therefore decided by
+//! one transaction at a time per realm, across every replica, and never by
+//! an in-process mutex.
+
+mod accounts;
+mod audit;
+// `#[sea_orm::model]` also generates a `ModelEx` per table, unused where we
+// load no related models.
+#[allow(dead_code)]
+mod entity;
+mod errors;
+mod idempotency;
+mod migration;
+mod portals;
+mod raw;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::watch;
+
+pub use audit::AuditFilter;
+pub use idempotency::IdempotencyKey;
+pub use portals::PortalPosition;
+
+use crate::domain::audit::NewAuditEvent;
+use crate::error::Result;
+use errors::db_error;
+
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database, shared by every request of this replica.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    backend: Backend,
+    /// The highest audit sequence this replica has committed; streams wake
+    /// on it (L5 covers other replicas separately).
+    committed: watch::Sender<i64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Connects to `sqlite://…` or `postgres://…`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(max_connections.max(1))
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false);
+        let backend = if url.starts_with("sqlite:") {
+            options.map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(crate::error::Error::internal(
+                "DATABASE_URL must start with sqlite: or postgres:",
+            ));
+        };
+        let db = Database::connect(options).await.map_err(db_error)?;
+        Ok(Self {
+            db,
+            backend,
+            committed: watch::Sender::new(0),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Brings the schema up to date. On PostgreSQL the migrations run in one
+    /// transaction under an advisory lock, so replicas starting together do
+    /// not race each other.
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Postgres => {
+                let tx = self.db.begin().await.map_err(db_error)?;
+                tx.execute_unprepared("SELECT pg_advisory_xact_lock(7261001)")
+                    .await
+                    .map_err(db_error)?;
+                migration::Migrator::up(&tx, None).await.map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+            }
+            Backend::Sqlite => migration::Migrator::up(&self.db, None)
+                .await
+                .map_err(db_error)?,
+        }
+        let head = audit::last_sequence(&self.db, self.backend).await?;
+        self.committed.send_replace(head);
+        Ok(())
+    }
+
+    /// A cheap round trip, for health.
+    pub async fn ping(&self) -> bool {
+        self.db.ping().await.is_ok()
+    }
+
+    /// Starts a write transaction; `now` stamps its audit events.
+    pub async fn begin_write(&self, now: DateTime<Utc>) -> Result<WriteTx> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: (self.backend == Backend::Sqlite)
+                .then_some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let tx = self
+            .db
+            .begin_with_options(options)
+            .await
+            .map_err(db_error)?;
+        Ok(WriteTx {
+            tx,
+            backend: self.backend,
+            now,
+            events: Vec::new(),
+            committed: self.committed.clone(),
+        })
+    }
+
+    /// Watches the highest audit sequence committed through this replica.
+    pub fn subscribe_commits(&self) -> watch::Receiver<i64> {
+        self.committed.subscribe()
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        let _ = self.db.close_by_ref().await;
+    }
+
+    fn conn(&self) -> &impl ConnectionTrait {
+        &self.db
+    }
+}
+
+/// One write transaction. Changes and their audit events are committed
+/// together by [`WriteTx::commit`], or not at all (L1): dropping it rolls
+/// everything back.
+pub struct WriteTx {
+    tx: DatabaseTransaction,
+    backend: Backend,
+    now: DateTime<Utc>,
+    events: Vec<NewAuditEvent>,
+    committed: watch::Sender<i64>,
+}
+
+impl WriteTx {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// Queues an audit event; it is appended just before commit.
+    pub fn record(&mut self, event: NewAuditEvent) {
+        self.events.push(event);
+    }
+
+    /// Appends the queued events and commits. Returns the committed events.
+    pub async fn commit(self) -> Result<Vec<crate::domain::audit::AuditEvent>> {
+        let appended = audit::append(&self.tx, self.backend, self.now, self.events).await?;
+        self.tx.commit().await.map_err(db_error)?;
+        if let Some(last) = appended.last() {
+            self.committed.send_if_modified(|seen| {
+                let newer = last.sequence > *seen;
+                if newer {
+                    *seen = last.sequence;
+                }
+                newer
+            });
+        }
+        Ok(appended)
+    }
+
+    fn conn(&self) -> &impl ConnectionTrait {
+        &self.tx
+    }
+}
+
+#[allow(dead_code)]
+fn backend_of(db: DbBackend) -> Backend {
+    match db {
+        DbBackend::Postgres => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
