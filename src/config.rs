@@ -25,7 +25,7 @@ pub enum Command {
     /// Run database migrations, then exit.
     Migrate,
     /// Print a token signed with the configured HS256 secret.
-    Token(TokenArgs),
+    Token(Box<TokenArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Migrate => migrate(cli.config).await,
-        Command::Token(args) => token(cli.config, args),
+        Command::Token(args) => token(cli.config, *args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

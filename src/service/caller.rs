@@ -102,7 +102,7 @@ pub(crate) fn require_operator(caller: &Caller) -> Result<()> {
 
 /// The standing of an account caller of `realm_id`; another realm looks
 /// like a missing one (SPEC §5).
-pub(crate) fn require_account_of<'a>(caller: &'a Caller, realm_id: Uuid) -> Result<&'a Standing> {
+pub(crate) fn require_account_of(caller: &Caller, realm_id: Uuid) -> Result<&Standing> {
     let standing = caller
         .standing()
         .ok_or_else(|| wrong_kind(caller, "an account of the realm"))?;

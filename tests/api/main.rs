@@ -1,0 +1,9 @@
+//! Black-box tests through gRPC: each test starts the real server on a
+//! random port and calls it with the generated clients and signed tokens.
+//! Test names carry the rule id they prove.
+
+mod helpers;
+
+mod auth;
+mod health;
+mod portals;
