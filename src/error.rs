@@ -235,3 +235,52 @@ mod tests {
         assert_eq!(Reason::LastAdmin.as_str(), "LAST_ADMIN");
     }
 }
+
+impl From<crate::domain::admin_rules::Refusal> for Error {
+    fn from(refusal: crate::domain::admin_rules::Refusal) -> Self {
+        use crate::domain::admin_rules::Refusal as R;
+        let (reason, message) = match refusal {
+            R::AdminRequired => (
+                Reason::AdminRequired,
+                "this needs admin rights in that portal",
+            ),
+            R::PrivilegeEscalation => (
+                Reason::PrivilegeEscalation,
+                "an admin can grant only the same or fewer permissions than their own, never to themselves",
+            ),
+            R::ManualChannelRequired => (
+                Reason::ManualChannelRequired,
+                "settings access can only be turned on manually, in the admin console",
+            ),
+            R::TopLevelAdminProtected => (
+                Reason::TopLevelAdminProtected,
+                "sub-portal admins cannot change top-level admins",
+            ),
+            R::SupportAdminRestricted => (
+                Reason::SupportAdminRestricted,
+                "temporary support admins cannot create or change admins, and cannot be changed",
+            ),
+            R::TopLevelAdminAlreadyHasAccess => (
+                Reason::TopLevelAdminAlreadyHasAccess,
+                "a top-level admin already has access to every portal of the realm",
+            ),
+            R::TopLevelAdminTypeFixed => (
+                Reason::TopLevelAdminTypeFixed,
+                "a top-level admin's user type cannot be changed in a sub-portal",
+            ),
+            R::LastAdmin => (
+                Reason::LastAdmin,
+                "Permission cannot be disabled on the last admin account.",
+            ),
+            R::NotAMember => (
+                Reason::NotAMember,
+                "the user is not a member of that portal",
+            ),
+            R::NotAnAdmin => (
+                Reason::NotAnAdmin,
+                "settings access is an option of admins only",
+            ),
+        };
+        Error::new(reason, message)
+    }
+}

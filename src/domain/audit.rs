@@ -44,6 +44,7 @@ pub mod action {
     pub const REALM_SETTINGS_CHANGED: &str = "realm.settings_changed";
     pub const PORTAL_CREATED: &str = "portal.created";
     pub const ADMIN_CREATED: &str = "admin.created";
+    pub const USER_CREATED: &str = "user.created";
     pub const USER_TYPE_CHANGED: &str = "user.type_changed";
     pub const SETTINGS_ACCESS_CHANGED: &str = "admin.settings_access_changed";
     pub const MEMBERSHIP_REMOVED: &str = "user.removed_from_portal";

@@ -2,11 +2,15 @@
 //! can be found here by its id.
 
 pub mod account;
+pub mod admin_rules;
+pub mod api_key;
 pub mod audit;
 pub mod clock;
+pub mod eligibility;
 pub mod email;
 pub mod names;
 pub mod page;
+pub mod permission;
 pub mod plan;
 pub mod portal;
 pub mod principal;

@@ -144,3 +144,72 @@ pub fn user_to_proto(standing: &Standing) -> pb::User {
         create_time: Some(timestamp(account.created_at)),
     }
 }
+
+pub fn permission_from_proto(
+    value: i32,
+) -> Result<crate::domain::permission::Permission, InvalidValue> {
+    use crate::domain::permission::Permission as P;
+    match pb::Permission::try_from(value) {
+        Ok(pb::Permission::ViewPortal) => Ok(P::ViewPortal),
+        Ok(pb::Permission::ManageUsers) => Ok(P::ManageUsers),
+        Ok(pb::Permission::ManageGroups) => Ok(P::ManageGroups),
+        Ok(pb::Permission::ManageCourses) => Ok(P::ManageCourses),
+        Ok(pb::Permission::ManageContent) => Ok(P::ManageContent),
+        Ok(pb::Permission::AccessSettings) => Ok(P::AccessSettings),
+        Ok(pb::Permission::ManageAdmins) => Ok(P::ManageAdmins),
+        Ok(pb::Permission::ManageApiKeys) => Ok(P::ManageApiKeys),
+        Ok(pb::Permission::ManageSupportAccess) => Ok(P::ManageSupportAccess),
+        Ok(pb::Permission::ContactSupport) => Ok(P::ContactSupport),
+        Ok(pb::Permission::Unspecified) => Err(InvalidValue::new("must be set")),
+        Err(_) => Err(InvalidValue::new("is not a known Permission value")),
+    }
+}
+
+pub fn permission_to_proto(permission: crate::domain::permission::Permission) -> pb::Permission {
+    use crate::domain::permission::Permission as P;
+    match permission {
+        P::ViewPortal => pb::Permission::ViewPortal,
+        P::ManageUsers => pb::Permission::ManageUsers,
+        P::ManageGroups => pb::Permission::ManageGroups,
+        P::ManageCourses => pb::Permission::ManageCourses,
+        P::ManageContent => pb::Permission::ManageContent,
+        P::AccessSettings => pb::Permission::AccessSettings,
+        P::ManageAdmins => pb::Permission::ManageAdmins,
+        P::ManageApiKeys => pb::Permission::ManageApiKeys,
+        P::ManageSupportAccess => pb::Permission::ManageSupportAccess,
+        P::ContactSupport => pb::Permission::ContactSupport,
+    }
+}
+
+pub fn purpose_from_proto(value: i32) -> Result<crate::domain::eligibility::Purpose, InvalidValue> {
+    use crate::domain::eligibility::Purpose;
+    match pb::EligibilityPurpose::try_from(value) {
+        Ok(pb::EligibilityPurpose::GroupMember) => Ok(Purpose::GroupMember),
+        Ok(pb::EligibilityPurpose::CourseLearner) => Ok(Purpose::CourseLearner),
+        Ok(pb::EligibilityPurpose::CourseInstructor) => Ok(Purpose::CourseInstructor),
+        Ok(pb::EligibilityPurpose::CourseOwner) => Ok(Purpose::CourseOwner),
+        Ok(pb::EligibilityPurpose::Unspecified) => Err(InvalidValue::new("must be set")),
+        Err(_) => Err(InvalidValue::new("is not a known EligibilityPurpose value")),
+    }
+}
+
+pub fn api_key_to_proto(key: &crate::domain::api_key::ApiKey) -> pb::ApiKey {
+    pb::ApiKey {
+        key_id: key.id.clone(),
+        portal_id: key.portal_id.to_string(),
+        secret_prefix: key.secret_prefix.clone(),
+        create_time: Some(timestamp(key.created_at)),
+        creator_id: key.created_by.clone(),
+        last_use_time: key.last_used_at.map(timestamp),
+        active: key.is_active(),
+    }
+}
+
+/// An optional UUID field: empty means "not given".
+pub fn optional_uuid(raw: &str) -> Result<Option<Uuid>, InvalidValue> {
+    if raw.is_empty() {
+        Ok(None)
+    } else {
+        parse_uuid(raw).map(Some)
+    }
+}

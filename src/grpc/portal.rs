@@ -4,8 +4,8 @@ use tonic::{Request, Response, Status};
 
 use super::auth::principal;
 use super::convert::{
-    parse_uuid, plan_from_proto, portal_to_proto, realm_to_proto, request_id, required_uuid,
-    user_to_proto,
+    api_key_to_proto, parse_uuid, plan_from_proto, portal_to_proto, realm_to_proto, request_id,
+    required_uuid, user_to_proto,
 };
 use super::page_token;
 use crate::domain::page::PageSize;
@@ -213,30 +213,63 @@ impl PortalService for PortalApi {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "GenerateApiKeys"))]
     async fn generate_api_keys(
         &self,
-        _request: Request<pb::GenerateApiKeysRequest>,
+        request: Request<pb::GenerateApiKeysRequest>,
     ) -> Result<Response<pb::GenerateApiKeysResponse>, Status> {
-        Err(Status::unimplemented(
-            "GenerateApiKeys arrives with the admin permission model (API keys, K1-K5)",
-        ))
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let request_id = request_id(&mut v, &req.request_id, &req, |r| r.request_id.clear());
+        let portal_id = v.check("portal_id", parse_uuid(&req.portal_id));
+        v.finish()?;
+        let generated = self
+            .services
+            .generate_api_keys(&caller, portal_id.expect("checked"), request_id)
+            .await?;
+        Ok(Response::new(pb::GenerateApiKeysResponse {
+            api_key: Some(api_key_to_proto(&generated.key)),
+            secret: generated.secret,
+            revoked_key_ids: generated.revoked_key_ids,
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "GetApiKeys"))]
     async fn get_api_keys(
         &self,
-        _request: Request<pb::GetApiKeysRequest>,
+        request: Request<pb::GetApiKeysRequest>,
     ) -> Result<Response<pb::GetApiKeysResponse>, Status> {
-        Err(Status::unimplemented(
-            "GetApiKeys arrives with the admin permission model (API keys, K1-K5)",
-        ))
+        let caller = self.caller(&request).await?;
+        let portal_id = required_uuid("portal_id", &request.get_ref().portal_id)?;
+        let active = self.services.get_api_keys(&caller, portal_id).await?;
+        Ok(Response::new(pb::GetApiKeysResponse {
+            api_keys: active.iter().map(api_key_to_proto).collect(),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "VerifyApiKey"))]
     async fn verify_api_key(
         &self,
-        _request: Request<pb::VerifyApiKeyRequest>,
+        request: Request<pb::VerifyApiKeyRequest>,
     ) -> Result<Response<pb::VerifyApiKeyResponse>, Status> {
-        Err(Status::unimplemented(
-            "VerifyApiKey arrives with the admin permission model (API keys, K1-K5)",
-        ))
+        let caller = self.caller(&request).await?;
+        let secret = &request.get_ref().secret;
+        if secret.is_empty() {
+            return Err(Error::invalid("secret", "is required").into());
+        }
+        if secret.len() > 256 {
+            return Err(Error::invalid("secret", "must be at most 256 characters").into());
+        }
+        let verified = self.services.verify_api_key(&caller, secret).await?;
+        Ok(Response::new(match verified {
+            Some(v) => pb::VerifyApiKeyResponse {
+                valid: true,
+                key_id: v.key.id.clone(),
+                portal_id: v.key.portal_id.to_string(),
+                realm_id: v.key.realm_id.to_string(),
+            },
+            None => pb::VerifyApiKeyResponse::default(),
+        }))
     }
 }

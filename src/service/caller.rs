@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Services;
+use crate::domain::portal::Portal;
 use crate::domain::{Principal, Standing};
 use crate::error::{Error, Reason, Result};
 
@@ -16,6 +17,13 @@ pub enum Caller {
         principal: Principal,
         standing: Box<Standing>,
     },
+    /// The API gateway for a portal's active key: a limited admin of that
+    /// portal (of the whole realm for the top-level portal's key).
+    ApiClient {
+        principal: Principal,
+        portal: Portal,
+        top_level: bool,
+    },
     /// Any other principal, which needs no database to be known.
     Other(Principal),
 }
@@ -23,14 +31,16 @@ pub enum Caller {
 impl Caller {
     pub fn principal(&self) -> &Principal {
         match self {
-            Caller::Account { principal, .. } | Caller::Other(principal) => principal,
+            Caller::Account { principal, .. }
+            | Caller::ApiClient { principal, .. }
+            | Caller::Other(principal) => principal,
         }
     }
 
     pub fn standing(&self) -> Option<&Standing> {
         match self {
             Caller::Account { standing, .. } => Some(standing),
-            Caller::Other(_) => None,
+            _ => None,
         }
     }
 
@@ -44,6 +54,14 @@ impl Services {
     /// `UNKNOWN_ACCOUNT`; a temporary support admin's token must name the
     /// human using it, and an ordinary account's token must not (S12).
     pub async fn caller(&self, principal: Principal) -> Result<Caller> {
+        if let Principal::ApiClient { portal_id, key_id } = &principal {
+            let (portal, top_level) = self.api_client_portal(*portal_id, key_id).await?;
+            return Ok(Caller::ApiClient {
+                principal,
+                portal,
+                top_level,
+            });
+        }
         let Principal::Account {
             account_id,
             realm_id,
@@ -82,6 +100,35 @@ impl Services {
             principal,
             standing: Box::new(standing),
         })
+    }
+
+    /// K2: an api_client token works only while its key is the portal's
+    /// active key and the realm's plan includes the API (P5).
+    async fn api_client_portal(&self, portal_id: Uuid, key_id: &str) -> Result<(Portal, bool)> {
+        let revoked = || {
+            Error::new(
+                Reason::ApiKeyRevoked,
+                "the token's API key is not the portal's active key",
+            )
+        };
+        let portal = self.store.portal(portal_id).await?.ok_or_else(revoked)?;
+        let active = self.store.active_api_key(portal_id).await?;
+        if active.is_none_or(|k| k.id != key_id) {
+            return Err(revoked());
+        }
+        let realm = self
+            .store
+            .realm(portal.realm_id)
+            .await?
+            .ok_or_else(revoked)?;
+        if !realm.plan.includes_api() {
+            return Err(Error::new(
+                Reason::ApiNotInPlan,
+                "the realm's plan does not include the API",
+            ));
+        }
+        let top_level = portal.is_top_level();
+        Ok((portal, top_level))
     }
 
     /// Now, at the store's precision (microseconds), so an answer and a

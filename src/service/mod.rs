@@ -1,12 +1,19 @@
 //! Use cases: authorize, validate, run one transaction, record the audit
 //! event. No gRPC and no SQL here.
 
+mod acting;
+mod admin;
+mod api_keys;
 mod caller;
+mod checks;
 mod portals;
 
 use std::sync::Arc;
 
+pub use admin::{NewUser, TypeChanged, UserPage};
+pub use api_keys::{GeneratedKey, VerifiedKey};
 pub use caller::Caller;
+pub use checks::EffectivePermissions;
 pub use portals::{PortalPage, PortalView, RealmCreated};
 
 use crate::domain::Clock;

@@ -240,6 +240,18 @@ impl Services {
                 }
                 standing.is_top_level_admin()
             }
+            Caller::ApiClient {
+                portal: key_portal,
+                top_level,
+                ..
+            } => {
+                if key_portal.realm_id != portal.realm_id
+                    || !(*top_level || key_portal.id == portal.id)
+                {
+                    return Err(not_found());
+                }
+                false
+            }
             Caller::Other(_) => return Err(wrong_kind(caller, "an operator or an account")),
         };
         let realm = if sees_settings {
@@ -284,6 +296,14 @@ impl Services {
                     visible.dedup();
                     Some(visible)
                 }
+            }
+            Caller::ApiClient {
+                portal, top_level, ..
+            } => {
+                if portal.realm_id != realm_id {
+                    return Err(Error::not_found(Reason::RealmNotFound, "realm", realm_id));
+                }
+                (!top_level).then(|| vec![portal.id])
             }
             Caller::Other(_) => return Err(wrong_kind(caller, "an operator or an account")),
         };

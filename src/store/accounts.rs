@@ -2,6 +2,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -143,5 +144,227 @@ impl super::WriteTx {
         .await
         .map_err(db_error)?;
         Ok(())
+    }
+}
+
+impl super::WriteTx {
+    /// A16: full top-level admins of the realm now, temporary support
+    /// admins excluded. Counted after `lock_realm`, so no concurrent change
+    /// of the same realm can slip in before commit.
+    pub async fn count_full_top_level_admins(&self, top_level_portal_id: Uuid) -> Result<u64> {
+        let row = self
+            .conn()
+            .query_one_raw(super::raw::statement(
+                self.backend,
+                "SELECT COUNT(*) FROM memberships m JOIN accounts a ON a.id = m.account_id \
+                 WHERE m.portal_id = ? AND m.user_type = 'admin' \
+                 AND a.can_access_portal_settings AND a.support_grant_id IS NULL",
+                vec![top_level_portal_id.into()],
+            ))
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::internal("COUNT returned no row"))?;
+        let count: i64 = row.try_get_by_index(0).map_err(db_error)?;
+        Ok(count.max(0) as u64)
+    }
+
+    /// Adds the membership, or changes its user type.
+    pub async fn set_membership(
+        &self,
+        realm_id: Uuid,
+        account_id: Uuid,
+        membership: Membership,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        let existing = membership::Entity::find_by_id((account_id, membership.portal_id))
+            .one(self.conn())
+            .await
+            .map_err(db_error)?;
+        match existing {
+            Some(_) => {
+                membership::ActiveModel {
+                    account_id: Set(account_id),
+                    portal_id: Set(membership.portal_id),
+                    user_type: Set(membership.user_type.as_str().to_owned()),
+                    ..Default::default()
+                }
+                .update(self.conn())
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
+            None => {
+                self.insert_membership(realm_id, account_id, membership, now)
+                    .await
+            }
+        }
+    }
+
+    pub async fn delete_membership(&self, account_id: Uuid, portal_id: Uuid) -> Result<()> {
+        membership::Entity::delete_by_id((account_id, portal_id))
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// A18: removes every membership but the top-level portal's; returns
+    /// the portals left.
+    pub async fn delete_sub_portal_memberships(
+        &self,
+        account_id: Uuid,
+        top_level_portal_id: Uuid,
+    ) -> Result<Vec<Uuid>> {
+        let removed: Vec<Uuid> = membership::Entity::find()
+            .filter(membership::Column::AccountId.eq(account_id))
+            .filter(membership::Column::PortalId.ne(top_level_portal_id))
+            .all(self.conn())
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|m| m.portal_id)
+            .collect();
+        if !removed.is_empty() {
+            membership::Entity::delete_many()
+                .filter(membership::Column::AccountId.eq(account_id))
+                .filter(membership::Column::PortalId.ne(top_level_portal_id))
+                .exec(self.conn())
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(removed)
+    }
+
+    pub async fn set_settings_access(&self, account_id: Uuid, on: bool) -> Result<()> {
+        account::ActiveModel {
+            id: Set(account_id),
+            can_access_portal_settings: Set(on),
+            ..Default::default()
+        }
+        .update(self.conn())
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Deletes the account; its memberships go with it (ON DELETE CASCADE).
+    pub async fn delete_account(&self, account_id: Uuid) -> Result<()> {
+        membership::Entity::delete_many()
+            .filter(membership::Column::AccountId.eq(account_id))
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        account::Entity::delete_by_id(account_id)
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
+
+impl super::Store {
+    /// The realm an account belongs to, for callers that name only the account.
+    pub async fn account_realm(&self, account_id: Uuid) -> Result<Option<Uuid>> {
+        let row = account::Entity::find_by_id(account_id)
+            .select_only()
+            .column(account::Column::RealmId)
+            .into_tuple::<Uuid>()
+            .one(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(row)
+    }
+
+    /// A page of a portal's members after account `after`, in account id
+    /// order, each with all its memberships.
+    pub async fn list_members(
+        &self,
+        realm_id: Uuid,
+        portal_id: Uuid,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<Standing>> {
+        let mut query =
+            membership::Entity::find().filter(membership::Column::PortalId.eq(portal_id));
+        if let Some(after) = after {
+            query = query.filter(membership::Column::AccountId.gt(after));
+        }
+        let ids: Vec<Uuid> = query
+            .order_by_asc(membership::Column::AccountId)
+            .limit(limit)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|m| m.account_id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(realm) = realm::Entity::find_by_id(realm_id)
+            .one(self.conn())
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(Vec::new());
+        };
+        let accounts = account::Entity::find()
+            .filter(account::Column::Id.is_in(ids.clone()))
+            .order_by_asc(account::Column::Id)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        let mut memberships: std::collections::HashMap<Uuid, Vec<Membership>> =
+            std::collections::HashMap::new();
+        for m in membership::Entity::find()
+            .filter(membership::Column::AccountId.is_in(ids.clone()))
+            .all(self.conn())
+            .await
+            .map_err(db_error)?
+        {
+            if let Some(user_type) = UserType::from_stored(&m.user_type) {
+                memberships
+                    .entry(m.account_id)
+                    .or_default()
+                    .push(Membership {
+                        portal_id: m.portal_id,
+                        user_type,
+                    });
+            }
+        }
+        let grants: std::collections::HashMap<Uuid, SupportWindow> = {
+            let grant_ids: Vec<Uuid> = accounts.iter().filter_map(|a| a.support_grant_id).collect();
+            if grant_ids.is_empty() {
+                Default::default()
+            } else {
+                support_grant::Entity::find()
+                    .filter(support_grant::Column::Id.is_in(grant_ids))
+                    .filter(support_grant::Column::EndedAt.is_null())
+                    .all(self.conn())
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(|g| {
+                        (
+                            g.id,
+                            SupportWindow {
+                                grant_id: g.id,
+                                portal_id: g.portal_id,
+                                expires_at: from_micros(g.expires_at),
+                            },
+                        )
+                    })
+                    .collect()
+            }
+        };
+        Ok(accounts
+            .into_iter()
+            .map(|row| Standing {
+                memberships: memberships.remove(&row.id).unwrap_or_default(),
+                support: row.support_grant_id.and_then(|g| grants.get(&g).copied()),
+                top_level_portal_id: realm.top_level_portal_id,
+                account: account_from(row),
+            })
+            .collect())
     }
 }

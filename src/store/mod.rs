@@ -10,6 +10,7 @@
 //! an in-process mutex.
 
 mod accounts;
+mod api_keys;
 mod audit;
 // `#[sea_orm::model]` also generates a `ModelEx` per table, unused where we
 // load no related models.

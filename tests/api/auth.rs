@@ -23,7 +23,9 @@ fn list_request(token: Option<&str>) -> tonic::Request<pb::ListPortalsRequest> {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn sign_with(alg: Algorithm, key: &EncodingKey, claims: &Claims) -> String {
@@ -37,12 +39,24 @@ async fn sqlite_app() -> TestApp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_or_malformed_authorization_is_unauthenticated() {
     let app = sqlite_app().await;
-    assert_error(app.portals().list_portals(list_request(None)).await, Code::Unauthenticated, "MISSING_TOKEN");
-    let mut request = list_request(None);
-    request.metadata_mut().insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
-    assert_error(app.portals().list_portals(request).await, Code::Unauthenticated, "MISSING_TOKEN");
     assert_error(
-        app.portals().list_portals(list_request(Some("not.a.jwt"))).await,
+        app.portals().list_portals(list_request(None)).await,
+        Code::Unauthenticated,
+        "MISSING_TOKEN",
+    );
+    let mut request = list_request(None);
+    request
+        .metadata_mut()
+        .insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
+    assert_error(
+        app.portals().list_portals(request).await,
+        Code::Unauthenticated,
+        "MISSING_TOKEN",
+    );
+    assert_error(
+        app.portals()
+            .list_portals(list_request(Some("not.a.jwt")))
+            .await,
         Code::Unauthenticated,
         "INVALID_TOKEN",
     );
@@ -55,7 +69,9 @@ async fn expired_token_is_refused() {
     let mut claims = app.claims("operator", Uuid::new_v4());
     claims.exp = claims.iat.unwrap() - 60;
     assert_error(
-        app.portals().list_portals(list_request(Some(&app.sign(&claims)))).await,
+        app.portals()
+            .list_portals(list_request(Some(&app.sign(&claims))))
+            .await,
         Code::Unauthenticated,
         "TOKEN_EXPIRED",
     );
@@ -72,7 +88,9 @@ async fn token_signed_with_an_unknown_key_is_refused() {
         &claims,
     );
     assert_error(
-        app.portals().list_portals(list_request(Some(&forged))).await,
+        app.portals()
+            .list_portals(list_request(Some(&forged)))
+            .await,
         Code::Unauthenticated,
         "INVALID_TOKEN",
     );
@@ -91,7 +109,9 @@ async fn unsigned_alg_none_token_is_refused() {
         engine.encode(serde_json::to_vec(&claims).unwrap())
     );
     assert_error(
-        app.portals().list_portals(list_request(Some(&unsigned))).await,
+        app.portals()
+            .list_portals(list_request(Some(&unsigned)))
+            .await,
         Code::Unauthenticated,
         "INVALID_TOKEN",
     );
@@ -107,7 +127,9 @@ async fn wrong_issuer_or_audience_is_refused() {
     wrong_aud.aud = "another-service".into();
     for claims in [wrong_iss, wrong_aud] {
         assert_error(
-            app.portals().list_portals(list_request(Some(&app.sign(&claims)))).await,
+            app.portals()
+                .list_portals(list_request(Some(&app.sign(&claims))))
+                .await,
             Code::Unauthenticated,
             "INVALID_TOKEN",
         );
@@ -131,7 +153,9 @@ async fn malformed_claims_are_refused() {
     bad_scope.scopes = Some(vec!["everything".into()]);
     for claims in [unknown_kind, bad_sub, no_realm, bad_channel, bad_scope] {
         assert_error(
-            app.portals().list_portals(list_request(Some(&app.sign(&claims)))).await,
+            app.portals()
+                .list_portals(list_request(Some(&app.sign(&claims))))
+                .await,
             Code::Unauthenticated,
             "INVALID_TOKEN",
         );
@@ -159,18 +183,29 @@ async fn ed25519_and_rs256_public_keys_verify_and_cannot_be_confused_with_hs256(
     .await
     .unwrap();
     let claims = app.claims("operator", Uuid::new_v4());
-    let ed = EncodingKey::from_ed_pem(&std::fs::read(fixture("ed25519-private.pem")).unwrap()).unwrap();
-    let rsa = EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa-private.pem")).unwrap()).unwrap();
-    for token in [sign_with(Algorithm::EdDSA, &ed, &claims), sign_with(Algorithm::RS256, &rsa, &claims)] {
+    let ed =
+        EncodingKey::from_ed_pem(&std::fs::read(fixture("ed25519-private.pem")).unwrap()).unwrap();
+    let rsa =
+        EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa-private.pem")).unwrap()).unwrap();
+    for token in [
+        sign_with(Algorithm::EdDSA, &ed, &claims),
+        sign_with(Algorithm::RS256, &rsa, &claims),
+    ] {
         let listed = app.portals().list_portals(list_request(Some(&token))).await;
         // Authenticated: the operator is told the realm does not exist.
         assert_error(listed, Code::NotFound, "REALM_NOT_FOUND");
     }
     // Algorithm confusion: the RSA public key used as an HMAC secret.
     let public_pem = std::fs::read(fixture("rsa-public.pem")).unwrap();
-    let confused = sign_with(Algorithm::HS256, &EncodingKey::from_secret(&public_pem), &claims);
+    let confused = sign_with(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(&public_pem),
+        &claims,
+    );
     assert_error(
-        app.portals().list_portals(list_request(Some(&confused))).await,
+        app.portals()
+            .list_portals(list_request(Some(&confused)))
+            .await,
         Code::Unauthenticated,
         "INVALID_TOKEN",
     );

@@ -25,7 +25,9 @@ async fn health_is_serving_overall_and_per_service_without_a_token() {
     let mut health = HealthClient::new(app.channel.clone());
     for service in std::iter::once("").chain(SERVICES) {
         let response = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -35,10 +37,10 @@ async fn health_is_serving_overall_and_per_service_without_a_token() {
 }
 
 async fn reflected_services_v1(app: &TestApp) -> BTreeSet<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let mut client = ServerReflectionClient::new(app.channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -51,16 +53,18 @@ async fn reflected_services_v1(app: &TestApp) -> BTreeSet<String> {
         .into_inner();
     let response = responses.next().await.unwrap().unwrap();
     match response.message_response.unwrap() {
-        MessageResponse::ListServicesResponse(list) => list.service.into_iter().map(|s| s.name).collect(),
+        MessageResponse::ListServicesResponse(list) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
 
 async fn reflected_services_v1alpha(app: &TestApp) -> BTreeSet<String> {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     let mut client = ServerReflectionClient::new(app.channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -73,7 +77,9 @@ async fn reflected_services_v1alpha(app: &TestApp) -> BTreeSet<String> {
         .into_inner();
     let response = responses.next().await.unwrap().unwrap();
     match response.message_response.unwrap() {
-        MessageResponse::ListServicesResponse(list) => list.service.into_iter().map(|s| s.name).collect(),
+        MessageResponse::ListServicesResponse(list) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -81,9 +87,15 @@ async fn reflected_services_v1alpha(app: &TestApp) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_v1_and_v1alpha_list_the_three_services_and_health() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
-    for listed in [reflected_services_v1(&app).await, reflected_services_v1alpha(&app).await] {
+    for listed in [
+        reflected_services_v1(&app).await,
+        reflected_services_v1alpha(&app).await,
+    ] {
         for service in SERVICES.iter().chain(&["grpc.health.v1.Health"]) {
-            assert!(listed.contains(*service), "{service} missing from {listed:?}");
+            assert!(
+                listed.contains(*service),
+                "{service} missing from {listed:?}"
+            );
         }
     }
     app.stop().await;
@@ -94,7 +106,9 @@ async fn shutdown_turns_health_not_serving_then_exits() {
     let mut app = spawn_app(Backend::Sqlite).await.unwrap();
     let mut health = HealthClient::new(app.channel.clone());
     let mut watch = health
-        .watch(HealthCheckRequest { service: SERVICES[0].into() })
+        .watch(HealthCheckRequest {
+            service: SERVICES[0].into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -105,7 +119,11 @@ async fn shutdown_turns_health_not_serving_then_exits() {
         app.shut_down().await;
         app
     });
-    let next = watch.next().await.expect("a status before the stream ends").unwrap();
+    let next = watch
+        .next()
+        .await
+        .expect("a status before the stream ends")
+        .unwrap();
     assert_eq!(status_of(next), ServingStatus::NotServing);
     // The server exits (within its grace period) even with this stream open.
     let app = shutting_down.await.unwrap();

@@ -48,7 +48,8 @@ impl TestDb {
     async fn create(backend: Backend) -> Option<(Self, String)> {
         match backend {
             Backend::Sqlite => {
-                let dir = std::env::temp_dir().join(format!("portal-access-test-{}", Uuid::new_v4()));
+                let dir =
+                    std::env::temp_dir().join(format!("portal-access-test-{}", Uuid::new_v4()));
                 std::fs::create_dir_all(&dir).expect("temp dir");
                 let url = format!("sqlite://{}/test.db?mode=rwc", dir.display());
                 Some((TestDb::Sqlite { dir }, url))
@@ -56,7 +57,9 @@ impl TestDb {
             Backend::Postgres => {
                 let admin_url = std::env::var(POSTGRES_ENV).ok().filter(|v| !v.is_empty())?;
                 let name = format!("pa_test_{}", Uuid::new_v4().simple());
-                let admin = Database::connect(&admin_url).await.expect("connect to PostgreSQL");
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .expect("connect to PostgreSQL");
                 admin
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
                     .await
@@ -87,7 +90,9 @@ impl TestDb {
 
 /// `postgres://u@h:5432/test?x` → `postgres://u@h:5432/NAME?x`.
 fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let (prefix, _) = base.rsplit_once('/').expect("a database URL has a path");
     match query {
         Some(q) => format!("{prefix}/{name}?{q}"),
@@ -151,7 +156,9 @@ pub async fn start_server(config: Config, backend: Backend) -> TestApp {
     )
     .expect("test keys");
     let database_url = config.database_url.clone();
-    let app = App::build(config, clock.clone()).await.expect("server builds");
+    let app = App::build(config, clock.clone())
+        .await
+        .expect("server builds");
     let addr = app.local_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -236,7 +243,8 @@ impl TestApp {
 
     /// A realm with a top-level portal and its first full admin.
     pub async fn create_realm(&self, subdomain: &str) -> RealmFixture {
-        self.create_realm_on(subdomain, pb::Plan::Professional).await
+        self.create_realm_on(subdomain, pb::Plan::Professional)
+            .await
     }
 
     pub async fn create_realm_on(&self, subdomain: &str, plan: pb::Plan) -> RealmFixture {
@@ -290,7 +298,9 @@ impl TestApp {
 
     /// A direct connection to the test database, for checks and tampering.
     pub async fn database(&self) -> sea_orm::DatabaseConnection {
-        Database::connect(&self.database_url).await.expect("connect to test database")
+        Database::connect(&self.database_url)
+            .await
+            .expect("connect to test database")
     }
 
     /// How many rows a table holds.
@@ -365,7 +375,11 @@ pub fn bad_fields(status: &Status) -> Vec<String> {
 
 /// Asserts a call failed with `code` and `reason`.
 #[track_caller]
-pub fn assert_error<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic::Code, expected: &str) -> Status {
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: tonic::Code,
+    expected: &str,
+) -> Status {
     let status = result.expect_err("the call should fail");
     assert_eq!(status.code(), code, "{status:?}");
     assert_eq!(reason(&status), expected, "{status:?}");

@@ -41,7 +41,11 @@ async fn list_all(app: &TestApp, realm_id: &str, token: &str, page_size: i32) ->
             .await
             .expect("list portals")
             .into_inner();
-        let limit = if page_size == 0 { 50 } else { page_size as usize };
+        let limit = if page_size == 0 {
+            50
+        } else {
+            page_size as usize
+        };
         assert!(page.portals.len() <= limit);
         portals.extend(page.portals);
         if page.next_page_token.is_empty() {
