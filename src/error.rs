@@ -215,27 +215,6 @@ impl Violations {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reasons_are_unique_upper_snake_strings() {
-        let mut seen = std::collections::HashSet::new();
-        for reason in Reason::ALL {
-            let text = reason.as_str();
-            assert!(seen.insert(text), "duplicate {text}");
-            assert!(text.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
-        }
-    }
-
-    #[test]
-    fn last_admin_is_a_failed_precondition() {
-        assert_eq!(Reason::LastAdmin.code(), Code::FailedPrecondition);
-        assert_eq!(Reason::LastAdmin.as_str(), "LAST_ADMIN");
-    }
-}
-
 impl From<crate::domain::admin_rules::Refusal> for Error {
     fn from(refusal: crate::domain::admin_rules::Refusal) -> Self {
         use crate::domain::admin_rules::Refusal as R;
@@ -282,5 +261,26 @@ impl From<crate::domain::admin_rules::Refusal> for Error {
             ),
         };
         Error::new(reason, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_unique_upper_snake_strings() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in Reason::ALL {
+            let text = reason.as_str();
+            assert!(seen.insert(text), "duplicate {text}");
+            assert!(text.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+        }
+    }
+
+    #[test]
+    fn last_admin_is_a_failed_precondition() {
+        assert_eq!(Reason::LastAdmin.code(), Code::FailedPrecondition);
+        assert_eq!(Reason::LastAdmin.as_str(), "LAST_ADMIN");
     }
 }
