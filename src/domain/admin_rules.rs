@@ -209,6 +209,9 @@ impl Grantor<'_> {
                     if self.is_support_temporary() {
                         return Err(Refusal::SupportAdminRestricted); // S10
                     }
+                    // A9: an existing admin's account-wide option stays
+                    // unless the request names it.
+                    let settings = settings.or(target_is_admin.then_some(current_settings));
                     let settings_access =
                         self.settings_for_admin(current_settings, settings, false, is_self)?;
                     Ok(Decision {
@@ -334,9 +337,8 @@ impl Grantor<'_> {
         let Some(wanted) = requested else {
             // A10: manual creation defaults on, but never beyond the
             // grantor's own (A13); invitations, the API and bulk import
-            // default off. An existing admin keeps what they have.
-            return Ok(current
-                || (self.channel() == Channel::Interactive && !invite && self.settings_access()));
+            // default off.
+            return Ok(self.channel() == Channel::Interactive && !invite && self.settings_access());
         };
         if wanted && !current {
             if !self.channel().may_enable_settings_access() {

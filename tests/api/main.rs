@@ -3,7 +3,10 @@
 //! Test names carry the rule id they prove.
 
 mod helpers;
+mod people;
 
+mod admins;
+mod api_keys;
 mod auth;
 mod health;
 mod portals;
