@@ -8,5 +8,7 @@ mod people;
 mod admins;
 mod api_keys;
 mod auth;
+mod bad_input;
 mod health;
 mod portals;
+mod races;
