@@ -10,6 +10,8 @@ const PROTOS: &[&str] = &[
     "portal_access/v1/portal_service.proto",
     "portal_access/v1/admin_service.proto",
     "portal_access/v1/support_access_service.proto",
+    // Only so reflection clients can decode the error details we send.
+    "google/rpc/error_details.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -85,6 +85,40 @@ async fn reflected_services_v1alpha(app: &TestApp) -> BTreeSet<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_serves_the_error_detail_types_for_grpcurl() {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let mut client = ServerReflectionClient::new(app.channel.clone());
+    for symbol in [
+        "google.rpc.ErrorInfo",
+        "google.rpc.BadRequest",
+        "portal_access.v1.AdminService",
+    ] {
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+        };
+        let mut responses = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = responses.next().await.unwrap().unwrap();
+        assert!(
+            matches!(
+                response.message_response,
+                Some(MessageResponse::FileDescriptorResponse(_))
+            ),
+            "{symbol}: {response:?}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_v1_and_v1alpha_list_the_three_services_and_health() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     for listed in [
