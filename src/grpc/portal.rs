@@ -70,17 +70,14 @@ impl PortalService for PortalApi {
             DisplayName::parse(&admin.display_name),
         );
         v.finish()?;
-        let (
-            Some(name),
-            Some(plan),
-            Some(top_name),
-            Some(subdomain),
-            Some(email),
-            Some(admin_name),
-        ) = (name, plan, top_name, subdomain, email, admin_name)
-        else {
-            unreachable!("violations were reported above")
-        };
+        let (name, plan, top_name, subdomain, email, admin_name) = (
+            name.expect("checked"),
+            plan.expect("checked"),
+            top_name.expect("checked"),
+            subdomain.expect("checked"),
+            email.expect("checked"),
+            admin_name.expect("checked"),
+        );
         let created = self
             .services
             .create_realm(
@@ -116,9 +113,11 @@ impl PortalService for PortalApi {
         let name = v.check("name", PortalName::parse(&req.name));
         let subdomain = v.check("subdomain", Subdomain::parse(&req.subdomain));
         v.finish()?;
-        let (Some(realm_id), Some(name), Some(subdomain)) = (realm_id, name, subdomain) else {
-            unreachable!("violations were reported above")
-        };
+        let (realm_id, name, subdomain) = (
+            realm_id.expect("checked"),
+            name.expect("checked"),
+            subdomain.expect("checked"),
+        );
         let portal = self
             .services
             .create_sub_portal(
@@ -161,9 +160,7 @@ impl PortalService for PortalApi {
         let realm_id = v.check("realm_id", parse_uuid(&req.realm_id));
         let page_size = v.check("page_size", PageSize::parse(req.page_size));
         v.finish()?;
-        let (Some(realm_id), Some(page_size)) = (realm_id, page_size) else {
-            unreachable!("violations were reported above")
-        };
+        let (realm_id, page_size) = (realm_id.expect("checked"), page_size.expect("checked"));
         let after = page_token::decode(&req.page_token, PORTALS_LIST, realm_id)?
             .map(|raw| decode_position(&raw))
             .transpose()?;
@@ -194,9 +191,7 @@ impl PortalService for PortalApi {
             None => None,
         };
         v.finish()?;
-        let Some(realm_id) = realm_id else {
-            unreachable!("violations were reported above")
-        };
+        let realm_id = realm_id.expect("checked");
         let realm = self
             .services
             .update_realm_settings(

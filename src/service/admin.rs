@@ -13,7 +13,7 @@ use crate::domain::audit::{Actor, NewAuditEvent, action};
 use crate::domain::portal::Realm;
 use crate::domain::{Account, DisplayName, Email, Membership, Standing, UserType};
 use crate::error::{Error, Reason, Result};
-use crate::store::{IdempotencyKey, WriteTx};
+use crate::store::WriteTx;
 
 /// What CreateUser needs, already validated.
 #[derive(Debug, Clone)]
@@ -72,11 +72,7 @@ impl Services {
         )?;
 
         let scope = format!("CreateUser/{}", Actor::from(caller.principal()).id);
-        let key = request_id.as_ref().map(|r| IdempotencyKey {
-            scope: &scope,
-            request_id: r.id,
-            fingerprint: &r.fingerprint,
-        });
+        let key = super::idempotency(&request_id, &scope);
         if let Some(key) = &key
             && let Some(result) = tx.remembered(key).await?
         {
@@ -260,8 +256,7 @@ impl Services {
         } else {
             Vec::new()
         };
-        let settings_changed = self
-            .apply_settings(&mut tx, caller, &realm, &target, decision.settings_access)
+        self.apply_settings(&mut tx, caller, &realm, &target, decision.settings_access)
             .await?;
         if previous != Some(user_type) || !removed.is_empty() {
             let mut event = NewAuditEvent::security(
@@ -279,7 +274,6 @@ impl Services {
             }
             tx.record(event);
         }
-        let _ = settings_changed;
         let user = account_in(&tx, &realm, target.account.id).await?;
         tx.commit().await?;
         Ok(TypeChanged {

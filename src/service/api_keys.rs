@@ -12,7 +12,6 @@ use crate::domain::audit::{Actor, NewAuditEvent, action};
 use crate::domain::permission::{Permission, effective_permissions};
 use crate::domain::portal::Portal;
 use crate::error::{Error, Reason, Result};
-use crate::store::IdempotencyKey;
 
 /// A new key set: the secret is shown this once.
 #[derive(Debug, Clone)]
@@ -88,11 +87,7 @@ impl Services {
             ));
         }
         let scope = format!("GenerateApiKeys/{}", Actor::from(caller.principal()).id);
-        let key = request_id.as_ref().map(|r| IdempotencyKey {
-            scope: &scope,
-            request_id: r.id,
-            fingerprint: &r.fingerprint,
-        });
+        let key = super::idempotency(&request_id, &scope);
         if let Some(idempotency) = &key
             && let Some(result) = tx.remembered(idempotency).await?
         {

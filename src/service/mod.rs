@@ -26,6 +26,19 @@ pub struct RequestId {
     pub fingerprint: String,
 }
 
+/// The stored form of an optional request id, scoped to the RPC and caller
+/// (`scope`) so that two callers never share a key.
+pub(crate) fn idempotency<'a>(
+    request_id: &'a Option<RequestId>,
+    scope: &'a str,
+) -> Option<crate::store::IdempotencyKey<'a>> {
+    request_id.as_ref().map(|r| crate::store::IdempotencyKey {
+        scope,
+        request_id: r.id,
+        fingerprint: &r.fingerprint,
+    })
+}
+
 /// The service's use cases, shared by every gRPC handler.
 #[derive(Clone)]
 pub struct Services {

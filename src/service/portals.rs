@@ -8,7 +8,7 @@ use crate::domain::audit::{Actor, NewAuditEvent, action};
 use crate::domain::portal::{NewRealm, NewSubPortal, Portal, Realm, RealmSettingsChange};
 use crate::domain::{Account, Membership, Standing, UserType};
 use crate::error::{Error, Reason, Result};
-use crate::store::{IdempotencyKey, PortalPosition};
+use crate::store::PortalPosition;
 
 /// What CreateRealm made.
 #[derive(Debug, Clone)]
@@ -46,11 +46,7 @@ impl Services {
         let now = self.now();
         let mut tx = self.store.begin_write(now).await?;
         let scope = format!("CreateRealm/{}", Actor::from(caller.principal()).id);
-        let key = request_id.as_ref().map(|r| IdempotencyKey {
-            scope: &scope,
-            request_id: r.id,
-            fingerprint: &r.fingerprint,
-        });
+        let key = super::idempotency(&request_id, &scope);
         if let Some(key) = &key
             && let Some(result) = tx.remembered(key).await?
         {
@@ -184,11 +180,7 @@ impl Services {
         require_full_top_level_admin(&standing)?;
 
         let scope = format!("CreateSubPortal/{}", standing.account.id);
-        let key = request_id.as_ref().map(|r| IdempotencyKey {
-            scope: &scope,
-            request_id: r.id,
-            fingerprint: &r.fingerprint,
-        });
+        let key = super::idempotency(&request_id, &scope);
         if let Some(key) = &key
             && let Some(result) = tx.remembered(key).await?
         {
