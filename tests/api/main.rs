@@ -3,6 +3,7 @@
 //! Test names carry the rule id they prove.
 
 mod helpers;
+mod model;
 mod people;
 
 mod admins;
