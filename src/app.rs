@@ -21,11 +21,12 @@ use crate::domain::Clock;
 use crate::grpc::admin::AdminApi;
 use crate::grpc::auth::Authenticator;
 use crate::grpc::portal::PortalApi;
+use crate::grpc::session_log::SessionLogged;
 use crate::grpc::support_access::SupportAccessApi;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::portal_service_server::PortalServiceServer;
 use crate::proto::v1::support_access_service_server::SupportAccessServiceServer;
-use crate::service::Services;
+use crate::service::{Services, Settings};
 use crate::store::Store;
 use crate::token::TokenKeys;
 
@@ -68,7 +69,14 @@ impl App {
             .await
             .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
         Ok(Self {
-            services: Services::new(store, clock),
+            services: Services::new(
+                store,
+                clock,
+                Settings {
+                    access_request_ttl: chrono::Duration::from_std(config.access_request_ttl)
+                        .map_err(|_| StartError("access request TTL is too long".into()))?,
+                },
+            ),
             config,
             listener,
             keys,
@@ -109,21 +117,30 @@ impl App {
         let auth = Authenticator::new(self.keys.clone());
         let services = self.services.clone();
         let portal = InterceptedService::new(
-            PortalServiceServer::new(PortalApi::new(services.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            SessionLogged::new(
+                PortalServiceServer::new(PortalApi::new(services.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                services.clone(),
+            ),
             auth.clone(),
         );
         let admin = InterceptedService::new(
-            AdminServiceServer::new(AdminApi::new(services.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            SessionLogged::new(
+                AdminServiceServer::new(AdminApi::new(services.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                services.clone(),
+            ),
             auth.clone(),
         );
         let support = InterceptedService::new(
-            SupportAccessServiceServer::new(SupportAccessApi::new(services.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            SessionLogged::new(
+                SupportAccessServiceServer::new(SupportAccessApi::new(services.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                services.clone(),
+            ),
             auth,
         );
 
@@ -134,6 +151,11 @@ impl App {
         let database_watch = tokio::spawn(watch_database(
             services.store().clone(),
             reporter.clone(),
+            stop_rx.clone(),
+        ));
+        let sweeper = tokio::spawn(sweep_periodically(
+            services.clone(),
+            self.config.sweep_interval,
             stop_rx.clone(),
         ));
         let server = Server::builder()
@@ -156,6 +178,7 @@ impl App {
         let _ = stop_tx.send(true);
         set_all(&reporter, ServingStatus::NotServing).await;
         let _ = database_watch.await;
+        let _ = sweeper.await;
         match tokio::time::timeout(self.config.shutdown_grace, server).await {
             Ok(Ok(Ok(()))) => tracing::info!("shutdown: all calls finished"),
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
@@ -174,6 +197,34 @@ async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
     for name in SERVICE_NAMES {
         reporter.set_service_status(name, status).await;
+    }
+}
+
+/// S2, S8: ends lapsed grants and requests every `interval` (0: never),
+/// until shutdown. Access already ends at expiry without it; the sweeper
+/// removes the temporary admins and records the events.
+async fn sweep_periodically(
+    services: Services,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    if interval.is_zero() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        match services.sweep_once().await {
+            Ok(report) if report != Default::default() => tracing::info!(
+                grants_expired = report.grants_expired,
+                requests_expired = report.requests_expired,
+                "sweeper ended lapsed support access"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "sweep failed; retrying next interval"),
+        }
     }
 }
 

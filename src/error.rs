@@ -60,6 +60,8 @@ reasons! {
     ManualChannelRequired => PermissionDenied, "MANUAL_CHANNEL_REQUIRED";
     SupportAdminRestricted => PermissionDenied, "SUPPORT_ADMIN_RESTRICTED";
     TopLevelAdminProtected => PermissionDenied, "TOP_LEVEL_ADMIN_PROTECTED";
+    SupportAccessEnded => PermissionDenied, "SUPPORT_ACCESS_ENDED";
+    AccessRequestNotYours => PermissionDenied, "ACCESS_REQUEST_NOT_YOURS";
     // Missing resources; another realm's resources look missing too (SPEC §5).
     RealmNotFound => NotFound, "REALM_NOT_FOUND";
     PortalNotFound => NotFound, "PORTAL_NOT_FOUND";
@@ -76,6 +78,7 @@ reasons! {
     NotAnAdmin => FailedPrecondition, "NOT_AN_ADMIN";
     ApiNotInPlan => FailedPrecondition, "API_NOT_IN_PLAN";
     AccessRequestNotPending => FailedPrecondition, "ACCESS_REQUEST_NOT_PENDING";
+    AccessRequestNotOpen => FailedPrecondition, "ACCESS_REQUEST_NOT_OPEN";
     GrantNotActive => FailedPrecondition, "GRANT_NOT_ACTIVE";
     // Operations.
     Overloaded => ResourceExhausted, "OVERLOADED";

@@ -175,6 +175,9 @@ impl Grantor<'_> {
             } => {
                 self.require_admin_in(portal_id, now)?;
                 let settings_access = if user_type == UserType::Admin {
+                    if self.is_support_temporary() {
+                        return Err(Refusal::SupportAdminRestricted); // S10
+                    }
                     self.settings_for_admin(false, settings, invite, false)?
                 } else {
                     refuse_settings_on_non_admin(settings)?
@@ -681,6 +684,15 @@ mod tests {
                 Utc::now()
             )
             .is_ok()
+        );
+        assert_eq!(
+            g.authorize(
+                None,
+                create(SUB_A, UserType::Admin, Some(false), false),
+                realm(),
+                Utc::now()
+            ),
+            Err(Refusal::SupportAdminRestricted)
         );
         let learner = person(2, false, &[(SUB_A, UserType::Learner)]);
         assert_eq!(

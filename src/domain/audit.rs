@@ -61,6 +61,13 @@ pub mod action {
     pub const TEMPORARY_ADMIN_CREATED: &str = "support_access.temporary_admin_created";
     pub const TEMPORARY_ADMIN_DELETED: &str = "support_access.temporary_admin_deleted";
     pub const SUPPORT_ACTION: &str = "support_access.action";
+    /// A call a temporary support admin made to this service (S9).
+    pub const SUPPORT_CALL: &str = "support_access.call";
+
+    /// Entries of the support session log that change no permission.
+    pub fn is_session_log(action: &str) -> bool {
+        action == SUPPORT_ACTION || action == SUPPORT_CALL
+    }
 }
 
 /// What kind of principal caused an event.
@@ -164,12 +171,14 @@ impl From<&Principal> for Actor {
 /// An event about to be appended in the same transaction as its change (L1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAuditEvent {
+    /// Chosen up front so the writer can refer to the event before commit.
+    pub id: Uuid,
     pub realm_id: Uuid,
     pub portal_id: Option<Uuid>,
     pub category: AuditCategory,
     pub action: &'static str,
     pub actor: Actor,
-    pub target_type: &'static str,
+    pub target_type: String,
     pub target_id: String,
     pub details: BTreeMap<String, String>,
 }
@@ -177,12 +186,13 @@ pub struct NewAuditEvent {
 impl NewAuditEvent {
     pub fn security(realm_id: Uuid, action: &'static str, actor: Actor) -> Self {
         Self {
+            id: Uuid::now_v7(),
             realm_id,
             portal_id: None,
             category: AuditCategory::Security,
             action,
             actor,
-            target_type: "",
+            target_type: String::new(),
             target_id: String::new(),
             details: BTreeMap::new(),
         }
@@ -200,8 +210,8 @@ impl NewAuditEvent {
         self
     }
 
-    pub fn target(mut self, target_type: &'static str, target_id: impl ToString) -> Self {
-        self.target_type = target_type;
+    pub fn target(mut self, target_type: &str, target_id: impl ToString) -> Self {
+        self.target_type = target_type.to_owned();
         self.target_id = target_id.to_string();
         self
     }

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod portal;
 pub mod principal;
 pub mod subdomain;
+pub mod support;
 pub mod user_type;
 
 pub use account::{Account, Membership, Standing, SupportWindow};

@@ -4,7 +4,10 @@
 pub mod admin;
 pub mod auth;
 pub mod convert;
+pub mod cursor;
 pub mod page_token;
 pub mod portal;
+pub mod session_log;
 pub mod status;
 pub mod support_access;
+pub mod support_convert;

@@ -32,11 +32,11 @@ impl PortalApi {
 
 const PORTALS_LIST: &str = "portals";
 
-fn encode_position(position: PortalPosition) -> String {
+pub(super) fn encode_position(position: PortalPosition) -> String {
     format!("{}:{}", position.depth, position.id)
 }
 
-fn decode_position(raw: &str) -> Result<PortalPosition, Error> {
+pub(super) fn decode_position(raw: &str) -> Result<PortalPosition, Error> {
     let invalid = || Error::invalid("page_token", "is not a page token of this list");
     let (depth, id) = raw.split_once(':').ok_or_else(invalid)?;
     Ok(PortalPosition {

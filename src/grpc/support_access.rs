@@ -5,12 +5,24 @@ use std::pin::Pin;
 
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
+use super::auth::principal;
+use super::convert::{optional_uuid, parse_uuid, request_id, required_uuid};
+use super::page_token;
+use super::support_convert::{
+    access_result_to_proto, duration_from_proto, event_to_proto, portal_access_to_proto,
+    portal_ids_from_proto, request_to_proto, state_from_proto,
+};
+use crate::domain::DisplayName;
+use crate::domain::page::PageSize;
+use crate::domain::principal::SupportAgent;
+use crate::domain::support::{SupportAction, parse_reason, parse_ticket_reference};
+use crate::error::{Error, Violations};
 use crate::proto::v1::{self as pb, support_access_service_server::SupportAccessService};
-use crate::service::Services;
+use crate::service::{Caller, NewAccessRequest, RequestView, Services};
 
 pub struct SupportAccessApi {
-    #[allow(dead_code)]
     services: Services,
 }
 
@@ -18,94 +30,310 @@ impl SupportAccessApi {
     pub fn new(services: Services) -> Self {
         Self { services }
     }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        Ok(self.services.caller(principal(request)?).await?)
+    }
 }
 
 type AuditStream =
     Pin<Box<dyn Stream<Item = Result<pb::StreamAuditEventsResponse, Status>> + Send>>;
 
+const REQUESTS_LIST: &str = "access_requests";
+const PORTAL_ACCESS_LIST: &str = "portal_access";
+const LOGS_LIST: &str = "support_logs";
+
+fn page_position<T: std::str::FromStr>(
+    token: &str,
+    list: &str,
+    scope: Uuid,
+) -> Result<Option<T>, Error> {
+    page_token::decode(token, list, scope)?
+        .map(|raw| {
+            raw.parse::<T>()
+                .map_err(|_| Error::invalid("page_token", "is not a page token of this list"))
+        })
+        .transpose()
+}
+
+fn request_view(
+    request: crate::domain::support::AccessRequest,
+    now_state: crate::domain::support::AccessRequestState,
+) -> RequestView {
+    RequestView {
+        state: now_state,
+        grants: Vec::new(),
+        request,
+    }
+}
+
 #[tonic::async_trait]
 impl SupportAccessService for SupportAccessApi {
     type StreamAuditEventsStream = AuditStream;
 
+    #[tracing::instrument(skip_all, fields(rpc = "RequestAccess"))]
     async fn request_access(
         &self,
-        _request: Request<pb::RequestAccessRequest>,
+        request: Request<pb::RequestAccessRequest>,
     ) -> Result<Response<pb::RequestAccessResponse>, Status> {
-        Err(Status::unimplemented(
-            "RequestAccess arrives with support access (S1-S12)",
-        ))
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let request_id = request_id(&mut v, &req.request_id, &req, |r| r.request_id.clear());
+        let realm_id = v.check("realm_id", parse_uuid(&req.realm_id));
+        let reason = v.check("reason", parse_reason(&req.reason));
+        let ticket = v.check(
+            "ticket_reference",
+            parse_ticket_reference(&req.ticket_reference),
+        );
+        v.finish()?;
+        let created = self
+            .services
+            .request_access(
+                &caller,
+                NewAccessRequest {
+                    realm_id: realm_id.expect("checked"),
+                    reason: reason.expect("checked"),
+                    ticket_reference: ticket.expect("checked"),
+                },
+                request_id,
+            )
+            .await?;
+        let state = created.state;
+        Ok(Response::new(pb::RequestAccessResponse {
+            access_request: Some(request_to_proto(&request_view(created, state))),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "WithdrawAccessRequest"))]
     async fn withdraw_access_request(
         &self,
-        _request: Request<pb::WithdrawAccessRequestRequest>,
+        request: Request<pb::WithdrawAccessRequestRequest>,
     ) -> Result<Response<pb::WithdrawAccessRequestResponse>, Status> {
-        Err(Status::unimplemented(
-            "WithdrawAccessRequest arrives with support access (S1-S12)",
-        ))
+        let caller = self.caller(&request).await?;
+        let id = required_uuid("access_request_id", &request.get_ref().access_request_id)?;
+        let withdrawn = self.services.withdraw_access_request(&caller, id).await?;
+        let state = withdrawn.state;
+        Ok(Response::new(pb::WithdrawAccessRequestResponse {
+            access_request: Some(request_to_proto(&request_view(withdrawn, state))),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "ListAccessRequests"))]
     async fn list_access_requests(
         &self,
-        _request: Request<pb::ListAccessRequestsRequest>,
+        request: Request<pb::ListAccessRequestsRequest>,
     ) -> Result<Response<pb::ListAccessRequestsResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListAccessRequests arrives with support access (S1-S12)",
-        ))
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let realm_id = v.check("realm_id", optional_uuid(&req.realm_id));
+        let state = v.check("state", state_from_proto(req.state));
+        let page_size = v.check("page_size", PageSize::parse(req.page_size));
+        v.finish()?;
+        let realm_id = realm_id.expect("checked");
+        let before = page_position::<Uuid>(
+            &req.page_token,
+            REQUESTS_LIST,
+            realm_id.unwrap_or(Uuid::nil()),
+        )?;
+        let page = self
+            .services
+            .list_access_requests(
+                &caller,
+                realm_id,
+                state.expect("checked"),
+                before,
+                page_size.expect("checked").get(),
+            )
+            .await?;
+        Ok(Response::new(pb::ListAccessRequestsResponse {
+            access_requests: page.requests.iter().map(request_to_proto).collect(),
+            next_page_token: page
+                .next
+                .map(|id| {
+                    page_token::encode(
+                        REQUESTS_LIST,
+                        realm_id.unwrap_or(Uuid::nil()),
+                        &id.to_string(),
+                    )
+                })
+                .unwrap_or_default(),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "DeclineAccessRequest"))]
     async fn decline_access_request(
         &self,
-        _request: Request<pb::DeclineAccessRequestRequest>,
+        request: Request<pb::DeclineAccessRequestRequest>,
     ) -> Result<Response<pb::DeclineAccessRequestResponse>, Status> {
-        Err(Status::unimplemented(
-            "DeclineAccessRequest arrives with support access (S1-S12)",
-        ))
+        let caller = self.caller(&request).await?;
+        let id = required_uuid("access_request_id", &request.get_ref().access_request_id)?;
+        let declined = self.services.decline_access_request(&caller, id).await?;
+        let state = declined.state;
+        Ok(Response::new(pb::DeclineAccessRequestResponse {
+            access_request: Some(request_to_proto(&request_view(declined, state))),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "ListPortalAccess"))]
     async fn list_portal_access(
         &self,
-        _request: Request<pb::ListPortalAccessRequest>,
+        request: Request<pb::ListPortalAccessRequest>,
     ) -> Result<Response<pb::ListPortalAccessResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListPortalAccess arrives with support access (S1-S12)",
-        ))
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let realm_id = v.check("realm_id", parse_uuid(&req.realm_id));
+        let page_size = v.check("page_size", PageSize::parse(req.page_size));
+        v.finish()?;
+        let realm_id = realm_id.expect("checked");
+        let after = page_token::decode(&req.page_token, PORTAL_ACCESS_LIST, realm_id)?
+            .map(|raw| super::portal::decode_position(&raw))
+            .transpose()?;
+        let page = self
+            .services
+            .list_portal_access(&caller, realm_id, after, page_size.expect("checked").get())
+            .await?;
+        Ok(Response::new(pb::ListPortalAccessResponse {
+            portals: page.portals.iter().map(portal_access_to_proto).collect(),
+            next_page_token: page
+                .next
+                .map(|p| {
+                    page_token::encode(
+                        PORTAL_ACCESS_LIST,
+                        realm_id,
+                        &super::portal::encode_position(p),
+                    )
+                })
+                .unwrap_or_default(),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "AllowAccess"))]
     async fn allow_access(
         &self,
-        _request: Request<pb::AllowAccessRequest>,
+        request: Request<pb::AllowAccessRequest>,
     ) -> Result<Response<pb::AllowAccessResponse>, Status> {
-        Err(Status::unimplemented(
-            "AllowAccess arrives with support access (S1-S12)",
-        ))
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let access_request_id = v.check("access_request_id", parse_uuid(&req.access_request_id));
+        let portal_ids = v.check("portal_ids", portal_ids_from_proto(&req.portal_ids));
+        let duration = v.check("duration", duration_from_proto(req.duration.as_ref()));
+        v.finish()?;
+        let results = self
+            .services
+            .allow_access(
+                &caller,
+                access_request_id.expect("checked"),
+                &portal_ids.expect("checked"),
+                duration.expect("checked"),
+            )
+            .await?;
+        Ok(Response::new(pb::AllowAccessResponse {
+            results: results.iter().map(access_result_to_proto).collect(),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "RevokeAccess"))]
     async fn revoke_access(
         &self,
-        _request: Request<pb::RevokeAccessRequest>,
+        request: Request<pb::RevokeAccessRequest>,
     ) -> Result<Response<pb::RevokeAccessResponse>, Status> {
-        Err(Status::unimplemented(
-            "RevokeAccess arrives with support access (S1-S12)",
-        ))
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let realm_id = v.check("realm_id", parse_uuid(&req.realm_id));
+        let portal_ids = v.check("portal_ids", portal_ids_from_proto(&req.portal_ids));
+        v.finish()?;
+        let results = self
+            .services
+            .revoke_access(
+                &caller,
+                realm_id.expect("checked"),
+                &portal_ids.expect("checked"),
+            )
+            .await?;
+        Ok(Response::new(pb::RevokeAccessResponse {
+            results: results.iter().map(access_result_to_proto).collect(),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "ListSupportAccessLogs"))]
     async fn list_support_access_logs(
         &self,
-        _request: Request<pb::ListSupportAccessLogsRequest>,
+        request: Request<pb::ListSupportAccessLogsRequest>,
     ) -> Result<Response<pb::ListSupportAccessLogsResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListSupportAccessLogs arrives with support access (S1-S12)",
-        ))
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let portal_id = v.check("portal_id", parse_uuid(&req.portal_id));
+        let page_size = v.check("page_size", PageSize::parse(req.page_size));
+        v.finish()?;
+        let portal_id = portal_id.expect("checked");
+        let before = page_position::<i64>(&req.page_token, LOGS_LIST, portal_id)?;
+        let page = self
+            .services
+            .list_support_access_logs(
+                &caller,
+                portal_id,
+                before,
+                page_size.expect("checked").get(),
+            )
+            .await?;
+        Ok(Response::new(pb::ListSupportAccessLogsResponse {
+            events: page.events.iter().map(event_to_proto).collect(),
+            next_page_token: page
+                .next
+                .map(|sequence| page_token::encode(LOGS_LIST, portal_id, &sequence.to_string()))
+                .unwrap_or_default(),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "RecordSupportAction"))]
     async fn record_support_action(
         &self,
-        _request: Request<pb::RecordSupportActionRequest>,
+        request: Request<pb::RecordSupportActionRequest>,
     ) -> Result<Response<pb::RecordSupportActionResponse>, Status> {
-        Err(Status::unimplemented(
-            "RecordSupportAction arrives with support access (S1-S12)",
-        ))
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let request_id = request_id(&mut v, &req.request_id, &req, |r| r.request_id.clear());
+        let portal_id = v.check("portal_id", parse_uuid(&req.portal_id));
+        let temporary_admin_id = v.check("temporary_admin_id", parse_uuid(&req.temporary_admin_id));
+        let action = v.check("action", SupportAction::parse_action(&req.action));
+        let target_type = v.check(
+            "target_type",
+            SupportAction::parse_target_type(&req.target_type),
+        );
+        let target_id = v.check("target_id", SupportAction::parse_target_id(&req.target_id));
+        let details = v.check("details", SupportAction::parse_details(&req.details));
+        let agent_id = v.check("agent_id", parse_uuid(&req.agent_id));
+        let agent_name = v.check("agent_name", DisplayName::parse(&req.agent_name));
+        v.finish()?;
+        let event = self
+            .services
+            .record_support_action(
+                &caller,
+                portal_id.expect("checked"),
+                temporary_admin_id.expect("checked"),
+                SupportAgent {
+                    id: agent_id.expect("checked"),
+                    name: agent_name.expect("checked").as_str().to_owned(),
+                },
+                SupportAction {
+                    action: action.expect("checked"),
+                    target_type: target_type.expect("checked"),
+                    target_id: target_id.expect("checked"),
+                    details: details.expect("checked"),
+                },
+                request_id,
+            )
+            .await?;
+        Ok(Response::new(pb::RecordSupportActionResponse {
+            event: Some(event_to_proto(&event)),
+        }))
     }
 
     async fn verify_audit_log(
@@ -113,7 +341,7 @@ impl SupportAccessService for SupportAccessApi {
         _request: Request<pb::VerifyAuditLogRequest>,
     ) -> Result<Response<pb::VerifyAuditLogResponse>, Status> {
         Err(Status::unimplemented(
-            "VerifyAuditLog arrives with support access (S1-S12)",
+            "VerifyAuditLog arrives with the audit stream (L1-L7)",
         ))
     }
 

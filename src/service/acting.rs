@@ -77,6 +77,7 @@ pub(crate) async fn lock_and_act(tx: &WriteTx, caller: &Caller) -> Result<(Realm
                         "the token's account no longer exists",
                     )
                 })?;
+            super::caller::support_window_open(&fresh, tx.now())?;
             Acting::Account {
                 standing: fresh,
                 channel: principal.channel().unwrap_or(Channel::Interactive),

@@ -96,6 +96,7 @@ impl Services {
             }
             _ => {}
         }
+        support_window_open(&standing, self.now())?;
         Ok(Caller::Account {
             principal,
             standing: Box::new(standing),
@@ -136,6 +137,18 @@ impl Services {
     pub(crate) fn now(&self) -> DateTime<Utc> {
         crate::domain::clock::from_micros(crate::domain::clock::to_micros(self.clock.now()))
     }
+}
+
+/// S8: a temporary support admin acts only while its grant is active; at
+/// `expires_at` every call is refused, whether or not the sweeper has run.
+pub(crate) fn support_window_open(standing: &Standing, now: DateTime<Utc>) -> Result<()> {
+    if standing.is_support_temporary() && !standing.support.is_some_and(|w| w.is_open_at(now)) {
+        return Err(Error::permission_denied(
+            Reason::SupportAccessEnded,
+            "this temporary support admin's access has ended",
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses every principal kind but an operator.

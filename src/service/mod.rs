@@ -7,6 +7,7 @@ mod api_keys;
 mod caller;
 mod checks;
 mod portals;
+mod support;
 
 use std::sync::Arc;
 
@@ -15,6 +16,10 @@ pub use api_keys::{GeneratedKey, VerifiedKey};
 pub use caller::Caller;
 pub use checks::EffectivePermissions;
 pub use portals::{PortalPage, PortalView, RealmCreated};
+pub use support::{
+    AccessResult, LogPage, NewAccessRequest, PortalAccessPage, PortalAccessView, RequestPage,
+    RequestView, SweepReport,
+};
 
 use crate::domain::Clock;
 use crate::store::Store;
@@ -39,16 +44,28 @@ pub(crate) fn idempotency<'a>(
     })
 }
 
+/// Tunables of the use cases, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a support access request waits for an answer (S2).
+    pub access_request_ttl: chrono::Duration,
+}
+
 /// The service's use cases, shared by every gRPC handler.
 #[derive(Clone)]
 pub struct Services {
     pub(crate) store: Store,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) settings: Settings,
 }
 
 impl Services {
-    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        Self {
+            store,
+            clock,
+            settings,
+        }
     }
 
     pub fn store(&self) -> &Store {

@@ -91,13 +91,13 @@ pub(super) async fn append(
     let mut appended = Vec::with_capacity(events.len());
     let mut state_changed: BTreeSet<Uuid> = BTreeSet::new();
     for (offset, new) in events.into_iter().enumerate() {
-        if new.action != action::SUPPORT_ACTION {
+        if !action::is_session_log(new.action) {
             state_changed.insert(new.realm_id);
         }
         let prev_hash = heads[&new.realm_id].clone();
         let mut event = AuditEvent {
             sequence: first + offset as i64,
-            id: Uuid::now_v7(),
+            id: new.id,
             occurred_at: now,
             realm_id: new.realm_id,
             portal_id: new.portal_id,
@@ -179,14 +179,34 @@ pub(super) fn from_row(row: audit_event::Model) -> AuditEvent {
     }
 }
 
-/// Events after `after`, in sequence order, at most `limit`.
-pub(super) async fn events_after(
+/// Where a page of events starts: the one query shape behind the stream
+/// (oldest first, after a cursor) and the session log (newest first).
+#[derive(Debug, Clone, Copy)]
+pub enum EventPosition {
+    /// Events with a higher sequence, oldest first.
+    After(i64),
+    /// Events with a lower sequence (or the newest ones), newest first.
+    Before(Option<i64>),
+}
+
+pub(super) async fn events_page(
     db: &impl ConnectionTrait,
     filter: &AuditFilter,
-    after: i64,
+    position: EventPosition,
     limit: u64,
 ) -> Result<Vec<AuditEvent>> {
-    let mut query = audit_event::Entity::find().filter(audit_event::Column::Sequence.gt(after));
+    let mut query = audit_event::Entity::find();
+    query = match position {
+        EventPosition::After(after) => query
+            .filter(audit_event::Column::Sequence.gt(after))
+            .order_by_asc(audit_event::Column::Sequence),
+        EventPosition::Before(before) => {
+            if let Some(before) = before {
+                query = query.filter(audit_event::Column::Sequence.lt(before));
+            }
+            query.order_by_desc(audit_event::Column::Sequence)
+        }
+    };
     if let Some(realm_id) = filter.realm_id {
         query = query.filter(audit_event::Column::RealmId.eq(realm_id));
     }
@@ -198,23 +218,28 @@ pub(super) async fn events_after(
             audit_event::Column::Category.is_in(filter.categories.iter().map(|c| c.as_str())),
         );
     }
-    let rows = query
-        .order_by_asc(audit_event::Column::Sequence)
-        .limit(limit)
-        .all(db)
-        .await
-        .map_err(db_error)?;
+    let rows = query.limit(limit).all(db).await.map_err(db_error)?;
     Ok(rows.into_iter().map(from_row).collect())
 }
 
 impl super::Store {
-    /// Committed events after sequence `after` that match `filter`.
-    pub async fn audit_events_after(
+    /// Committed events that match `filter`, from `position`.
+    pub async fn audit_events(
         &self,
         filter: &AuditFilter,
-        after: i64,
+        position: EventPosition,
         limit: u64,
     ) -> Result<Vec<AuditEvent>> {
-        events_after(self.conn(), filter, after, limit).await
+        events_page(self.conn(), filter, position, limit).await
+    }
+
+    /// One committed event by its id.
+    pub async fn audit_event(&self, id: Uuid) -> Result<Option<AuditEvent>> {
+        Ok(audit_event::Entity::find()
+            .filter(audit_event::Column::Id.eq(id))
+            .one(self.conn())
+            .await
+            .map_err(db_error)?
+            .map(from_row))
     }
 }

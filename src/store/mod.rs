@@ -21,6 +21,7 @@ mod idempotency;
 mod migration;
 mod portals;
 mod raw;
+mod support;
 
 use std::time::Duration;
 
@@ -32,9 +33,10 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::watch;
 
-pub use audit::AuditFilter;
+pub use audit::{AuditFilter, EventPosition};
 pub use idempotency::IdempotencyKey;
 pub use portals::PortalPosition;
+pub use support::RequestFilter;
 
 use crate::domain::audit::NewAuditEvent;
 use crate::error::Result;

@@ -129,6 +129,20 @@ impl super::WriteTx {
         find_portal(self.conn(), id).await
     }
 
+    /// The portals among `ids` that exist, in one query per 500 ids.
+    pub async fn portals(&self, ids: &[Uuid]) -> Result<Vec<Portal>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let rows = portal::Entity::find()
+                .filter(portal::Column::Id.is_in(chunk.iter().copied()))
+                .all(self.conn())
+                .await
+                .map_err(db_error)?;
+            found.extend(rows.into_iter().map(portal_from));
+        }
+        Ok(found)
+    }
+
     pub async fn insert_realm(&self, realm: &Realm) -> Result<()> {
         realm::ActiveModel {
             id: Set(realm.id),

@@ -20,6 +20,7 @@ use portal_access::proto::v1 as pb;
 use portal_access::proto::v1::admin_service_client::AdminServiceClient;
 use portal_access::proto::v1::portal_service_client::PortalServiceClient;
 use portal_access::proto::v1::support_access_service_client::SupportAccessServiceClient;
+use portal_access::service::Services;
 use portal_access::token::{Claims, TokenKeys};
 use sea_orm::{ConnectionTrait, Database};
 use tokio::sync::oneshot;
@@ -108,6 +109,8 @@ pub struct TestApp {
     pub keys: TokenKeys,
     pub clock: Arc<ManualClock>,
     pub database_url: String,
+    /// The server's use cases, for what only time triggers (the sweeper).
+    pub services: Services,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     db: Option<TestDb>,
@@ -160,6 +163,7 @@ pub async fn start_server(config: Config, backend: Backend) -> TestApp {
         .await
         .expect("server builds");
     let addr = app.local_addr();
+    let services = app.services().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until(async {
@@ -180,6 +184,7 @@ pub async fn start_server(config: Config, backend: Backend) -> TestApp {
         keys,
         clock,
         database_url,
+        services,
         shutdown: Some(tx),
         server: Some(server),
         db: None,

@@ -5,6 +5,7 @@
 mod helpers;
 mod model;
 mod people;
+mod support_steps;
 
 mod admins;
 mod api_keys;
@@ -13,3 +14,4 @@ mod bad_input;
 mod health;
 mod portals;
 mod races;
+mod support_access;
