@@ -108,7 +108,7 @@ fn require_support_manager(standing: &Standing) -> Result<()> {
 
 /// The caller as S1 wants it, for reads: an account of `realm_id` (another
 /// realm looks missing) that is a full top-level admin.
-fn support_manager_of<'a>(caller: &'a Caller, realm_id: Uuid) -> Result<&'a Standing> {
+fn support_manager_of(caller: &Caller, realm_id: Uuid) -> Result<&Standing> {
     let standing = match caller {
         Caller::Account { .. } => super::caller::require_account_of(caller, realm_id)?,
         Caller::ApiClient { portal, .. } if portal.realm_id != realm_id => {

@@ -15,3 +15,5 @@ mod health;
 mod portals;
 mod races;
 mod support_access;
+mod support_bad_input;
+mod support_races;
