@@ -33,6 +33,8 @@ pub struct SupportWindow {
     pub grant_id: Uuid,
     pub portal_id: Uuid,
     pub expires_at: DateTime<Utc>,
+    /// The support agent whose request the grant answers.
+    pub requested_by: Uuid,
 }
 
 impl SupportWindow {
@@ -176,6 +178,7 @@ mod tests {
             grant_id: Uuid::from_u128(99),
             portal_id: Uuid::from_u128(11),
             expires_at,
+            requested_by: Uuid::from_u128(7),
         });
         let just_before = expires_at - chrono::Duration::microseconds(1);
         assert!(s.can_see_portal(Uuid::from_u128(11), just_before));

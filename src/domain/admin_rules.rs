@@ -674,6 +674,7 @@ mod tests {
             grant_id: id(99),
             portal_id: id(SUB_A),
             expires_at: Utc::now() + chrono::Duration::hours(1),
+            requested_by: id(7),
         });
         let g = interactive(&support);
         assert!(

@@ -138,7 +138,10 @@ pub fn user_to_proto(standing: &Standing) -> pb::User {
         top_level_admin: standing.is_top_level_admin(),
         can_access_portal_settings: account.can_access_portal_settings,
         support_temporary: standing.is_support_temporary(),
-        support_agent_id: String::new(),
+        support_agent_id: standing
+            .support
+            .map(|s| s.requested_by.to_string())
+            .unwrap_or_default(),
         support_expire_time: standing.support.map(|s| timestamp(s.expires_at)),
         invited: account.invited,
         create_time: Some(timestamp(account.created_at)),

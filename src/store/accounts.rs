@@ -6,7 +6,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entity::{account, membership, realm, support_grant};
+use super::entity::{access_request, account, membership, realm, support_grant};
 use super::errors::{db_error, unique_violation};
 use crate::domain::clock::{from_micros, to_micros};
 use crate::domain::{Account, Membership, Standing, SupportWindow, UserType};
@@ -65,25 +65,64 @@ async fn find_standing(
     else {
         return Ok(None);
     };
-    let support = match row.support_grant_id {
+    let grant = match row.support_grant_id {
         Some(grant_id) => support_grant::Entity::find_by_id(grant_id)
             .filter(support_grant::Column::EndedAt.is_null())
             .one(db)
             .await
-            .map_err(db_error)?
-            .map(|g| SupportWindow {
-                grant_id: g.id,
-                portal_id: g.portal_id,
-                expires_at: from_micros(g.expires_at),
-            }),
+            .map_err(db_error)?,
         None => None,
     };
+    let support = support_windows(db, grant.into_iter().collect())
+        .await?
+        .into_values()
+        .next();
     Ok(Some(Standing {
         memberships: memberships_of(db, account_id).await?,
         account: account_from(row),
         top_level_portal_id: realm.top_level_portal_id,
         support,
     }))
+}
+
+/// The windows of these (not ended) grants, by grant id, each with the
+/// agent whose request it answers.
+async fn support_windows(
+    db: &impl ConnectionTrait,
+    grants: Vec<support_grant::Model>,
+) -> Result<std::collections::HashMap<Uuid, SupportWindow>> {
+    if grants.is_empty() {
+        return Ok(Default::default());
+    }
+    let request_ids: Vec<Uuid> = grants.iter().map(|g| g.access_request_id).collect();
+    let agents: std::collections::HashMap<Uuid, Uuid> = access_request::Entity::find()
+        .filter(access_request::Column::Id.is_in(request_ids))
+        .select_only()
+        .column(access_request::Column::Id)
+        .column(access_request::Column::AgentId)
+        .into_tuple::<(Uuid, Uuid)>()
+        .all(db)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .collect();
+    Ok(grants
+        .into_iter()
+        .map(|g| {
+            (
+                g.id,
+                SupportWindow {
+                    grant_id: g.id,
+                    portal_id: g.portal_id,
+                    expires_at: from_micros(g.expires_at),
+                    requested_by: agents
+                        .get(&g.access_request_id)
+                        .copied()
+                        .unwrap_or_default(),
+                },
+            )
+        })
+        .collect())
 }
 
 impl super::Store {
@@ -332,31 +371,18 @@ impl super::Store {
                     });
             }
         }
-        let grants: std::collections::HashMap<Uuid, SupportWindow> = {
-            let grant_ids: Vec<Uuid> = accounts.iter().filter_map(|a| a.support_grant_id).collect();
-            if grant_ids.is_empty() {
-                Default::default()
-            } else {
-                support_grant::Entity::find()
-                    .filter(support_grant::Column::Id.is_in(grant_ids))
-                    .filter(support_grant::Column::EndedAt.is_null())
-                    .all(self.conn())
-                    .await
-                    .map_err(db_error)?
-                    .into_iter()
-                    .map(|g| {
-                        (
-                            g.id,
-                            SupportWindow {
-                                grant_id: g.id,
-                                portal_id: g.portal_id,
-                                expires_at: from_micros(g.expires_at),
-                            },
-                        )
-                    })
-                    .collect()
-            }
+        let grant_ids: Vec<Uuid> = accounts.iter().filter_map(|a| a.support_grant_id).collect();
+        let open_grants = if grant_ids.is_empty() {
+            Vec::new()
+        } else {
+            support_grant::Entity::find()
+                .filter(support_grant::Column::Id.is_in(grant_ids))
+                .filter(support_grant::Column::EndedAt.is_null())
+                .all(self.conn())
+                .await
+                .map_err(db_error)?
         };
+        let grants = support_windows(self.conn(), open_grants).await?;
         Ok(accounts
             .into_iter()
             .map(|row| Standing {

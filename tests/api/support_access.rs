@@ -206,6 +206,8 @@ both_databases! {
         let users = list_users(app, &w.realm.admin_token, &w.sub_a).await.unwrap();
         let temporary = users.iter().find(|u| u.user_id == results[1].temporary_admin_id).expect("listed");
         assert!(temporary.support_temporary);
+        assert_eq!(temporary.support_agent_id, ana.id.to_string());
+        assert_eq!(temporary.support_expire_time, results[1].expire_time);
         assert_eq!(type_in(temporary, &w.sub_a), Some(pb::UserType::Admin));
 
         // Default duration: one day.
