@@ -75,6 +75,8 @@ impl App {
                 Settings {
                     access_request_ttl: chrono::Duration::from_std(config.access_request_ttl)
                         .map_err(|_| StartError("access request TTL is too long".into()))?,
+                    stream_buffer: config.stream_buffer,
+                    stream_stall_timeout: config.stream_stall_timeout,
                 },
             ),
             config,
@@ -153,6 +155,7 @@ impl App {
             reporter.clone(),
             stop_rx.clone(),
         ));
+        let listener = services.store().follow_other_replicas(stop_rx.clone());
         let sweeper = tokio::spawn(sweep_periodically(
             services.clone(),
             self.config.sweep_interval,
@@ -177,7 +180,11 @@ impl App {
         tracing::info!("shutdown: health NOT_SERVING, draining calls");
         let _ = stop_tx.send(true);
         set_all(&reporter, ServingStatus::NotServing).await;
+        services.begin_shutdown();
         let _ = database_watch.await;
+        if let Some(listener) = listener {
+            let _ = listener.await;
+        }
         let _ = sweeper.await;
         match tokio::time::timeout(self.config.shutdown_grace, server).await {
             Ok(Ok(Ok(()))) => tracing::info!("shutdown: all calls finished"),

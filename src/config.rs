@@ -131,6 +131,17 @@ pub struct Config {
     /// How long a support access request waits for an answer (S2).
     #[arg(long, env = "PORTAL_ACCESS_ACCESS_REQUEST_TTL", default_value = "7d", value_parser = parse_duration, global = true)]
     pub access_request_ttl: Duration,
+    /// Events an audit stream buffers for a slow client (L4).
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_STREAM_BUFFER",
+        default_value_t = 256,
+        global = true
+    )]
+    pub stream_buffer: usize,
+    /// How long an audit stream waits on a client that takes nothing before ending it (L4).
+    #[arg(long, env = "PORTAL_ACCESS_STREAM_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub stream_stall_timeout: Duration,
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "PORTAL_ACCESS_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,
@@ -186,6 +197,8 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("sweep_interval", &self.sweep_interval)
             .field("access_request_ttl", &self.access_request_ttl)
+            .field("stream_buffer", &self.stream_buffer)
+            .field("stream_stall_timeout", &self.stream_stall_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish()

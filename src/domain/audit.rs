@@ -351,6 +351,11 @@ impl ChainVerifier {
         self.head = event.hash.clone();
     }
 
+    /// The hash of the last event fed that held.
+    pub fn head(&self) -> &str {
+        &self.head
+    }
+
     /// Compares the end of the chain with the head the realm recorded at
     /// its last append, which catches deleted tail events.
     pub fn finish(self, recorded_head: &str) -> ChainVerdict {

@@ -3,7 +3,8 @@
 
 use std::pin::Pin;
 
-use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -11,16 +12,19 @@ use super::auth::principal;
 use super::convert::{optional_uuid, parse_uuid, request_id, required_uuid};
 use super::page_token;
 use super::support_convert::{
-    access_result_to_proto, duration_from_proto, event_to_proto, portal_access_to_proto,
-    portal_ids_from_proto, request_to_proto, state_from_proto,
+    access_result_to_proto, category_from_proto, duration_from_proto, event_to_proto,
+    portal_access_to_proto, portal_ids_from_proto, request_to_proto, state_from_proto,
 };
 use crate::domain::DisplayName;
 use crate::domain::page::PageSize;
 use crate::domain::principal::SupportAgent;
 use crate::domain::support::{SupportAction, parse_reason, parse_ticket_reference};
-use crate::error::{Error, Violations};
+use crate::error::{Error, Reason, Violations};
 use crate::proto::v1::{self as pb, support_access_service_server::SupportAccessService};
-use crate::service::{Caller, NewAccessRequest, RequestView, Services};
+use crate::service::{
+    AuditSubscription, Caller, NewAccessRequest, RequestView, Services, StreamEnd, StreamFrom,
+};
+use crate::store::AuditFilter;
 
 pub struct SupportAccessApi {
     services: Services,
@@ -336,21 +340,116 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "VerifyAuditLog"))]
     async fn verify_audit_log(
         &self,
-        _request: Request<pb::VerifyAuditLogRequest>,
+        request: Request<pb::VerifyAuditLogRequest>,
     ) -> Result<Response<pb::VerifyAuditLogResponse>, Status> {
-        Err(Status::unimplemented(
-            "VerifyAuditLog arrives with the audit stream (L1-L7)",
-        ))
+        let caller = self.caller(&request).await?;
+        let realm_id = required_uuid("realm_id", &request.get_ref().realm_id)?;
+        let verdict = self.services.verify_audit_log(&caller, realm_id).await?;
+        Ok(Response::new(pb::VerifyAuditLogResponse {
+            intact: verdict.broken.is_none(),
+            event_count: verdict.event_count,
+            head_hash: verdict.head_hash,
+            first_broken_link: verdict.broken.map(|b| pb::BrokenLink {
+                sequence: b.sequence,
+                expected_hash: b.expected_hash,
+                found_hash: b.found_hash,
+            }),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "StreamAuditEvents"))]
     async fn stream_audit_events(
         &self,
-        _request: Request<pb::StreamAuditEventsRequest>,
+        request: Request<pb::StreamAuditEventsRequest>,
     ) -> Result<Response<Self::StreamAuditEventsStream>, Status> {
-        Err(Status::unimplemented(
-            "StreamAuditEvents arrives with the audit stream (L1-L7)",
-        ))
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let realm_id = v.check("realm_id", optional_uuid(&req.realm_id));
+        let mut portal_ids = Vec::new();
+        for (index, raw) in req.portal_ids.iter().enumerate() {
+            if let Some(id) = v.check(&format!("portal_ids[{index}]"), parse_uuid(raw)) {
+                portal_ids.push(id);
+            }
+        }
+        if req.portal_ids.len() > crate::domain::support::MAX_BULK_PORTALS {
+            v.add("portal_ids", "must name at most 500 portals");
+        }
+        let mut categories = Vec::new();
+        for (index, raw) in req.categories.iter().enumerate() {
+            match category_from_proto(*raw) {
+                Ok(Some(c)) => categories.push(c),
+                Ok(None) => v.add(format!("categories[{index}]"), "must be set"),
+                Err(e) => v.add(format!("categories[{index}]"), e.description),
+            }
+        }
+        let from = match &req.start {
+            None => Some(StreamFrom::Now),
+            Some(pb::stream_audit_events_request::Start::FromBeginning(true)) => {
+                Some(StreamFrom::Beginning)
+            }
+            Some(pb::stream_audit_events_request::Start::FromBeginning(false)) => {
+                Some(StreamFrom::Now)
+            }
+            Some(pb::stream_audit_events_request::Start::AfterCursor(cursor)) => {
+                match super::cursor::decode("after_cursor", cursor) {
+                    Ok(sequence) => Some(StreamFrom::After(sequence)),
+                    Err(e) => {
+                        v.add("after_cursor", e.violations[0].description.clone());
+                        None
+                    }
+                }
+            }
+        };
+        v.finish()?;
+        let subscription = self
+            .services
+            .stream_audit_events(
+                &caller,
+                AuditFilter {
+                    realm_id: realm_id.expect("checked"),
+                    portal_ids,
+                    categories,
+                },
+                from.expect("checked"),
+            )
+            .await?;
+        Ok(Response::new(audit_stream(subscription)))
     }
+}
+
+/// Events as messages, then the status that ended the stream, carrying the
+/// cursor to resume from (L4, and at shutdown).
+fn audit_stream(subscription: AuditSubscription) -> AuditStream {
+    let AuditSubscription { events, end } = subscription;
+    let events = ReceiverStream::new(events).map(|event| {
+        Ok(pb::StreamAuditEventsResponse {
+            event: Some(event_to_proto(&event)),
+        })
+    });
+    let ending = tokio_stream::once(end).then(|end| async move {
+        let status: Status = match end.await {
+            Ok(StreamEnd::TooSlow { last }) => Error::new(
+                Reason::SubscriberTooSlow,
+                "the stream was ended because the client did not keep up; resume from the cursor",
+            )
+            .with_metadata("cursor", super::cursor::encode(last))
+            .into(),
+            Ok(StreamEnd::ShuttingDown { last }) => Error::new(
+                Reason::ShuttingDown,
+                "the server is shutting down; resume from the cursor on another replica",
+            )
+            .with_metadata("cursor", super::cursor::encode(last))
+            .into(),
+            Ok(StreamEnd::Failed { error, last }) => error
+                .with_metadata("cursor", super::cursor::encode(last))
+                .into(),
+            Err(_) => Error::internal("audit stream producer ended without a reason").into(),
+        };
+        Err(status)
+    });
+    Box::pin(events.chain(ending))
 }

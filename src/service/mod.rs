@@ -4,6 +4,7 @@
 mod acting;
 mod admin;
 mod api_keys;
+mod audit;
 mod caller;
 mod checks;
 mod portals;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 pub use admin::{NewUser, TypeChanged, UserPage};
 pub use api_keys::{GeneratedKey, VerifiedKey};
+pub use audit::{AuditSubscription, StreamEnd, StreamFrom};
 pub use caller::Caller;
 pub use checks::EffectivePermissions;
 pub use portals::{PortalPage, PortalView, RealmCreated};
@@ -49,6 +51,11 @@ pub(crate) fn idempotency<'a>(
 pub struct Settings {
     /// How long a support access request waits for an answer (S2).
     pub access_request_ttl: chrono::Duration,
+    /// Events an audit stream holds for a slow client (L4).
+    pub stream_buffer: usize,
+    /// How long an audit stream waits for a client that takes nothing
+    /// before ending it with RESOURCE_EXHAUSTED (L4).
+    pub stream_stall_timeout: std::time::Duration,
 }
 
 /// The service's use cases, shared by every gRPC handler.
@@ -57,6 +64,8 @@ pub struct Services {
     pub(crate) store: Store,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Settings,
+    /// Set once shutdown begins: long-lived streams end with a status.
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Services {
@@ -65,7 +74,13 @@ impl Services {
             store,
             clock,
             settings,
+            shutdown: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Ends every open stream with a status carrying its cursor.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
     }
 
     pub fn store(&self) -> &Store {

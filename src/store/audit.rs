@@ -28,6 +28,10 @@ use crate::domain::audit::{
 use crate::domain::clock::{from_micros, to_micros};
 use crate::error::{Error, Result};
 
+/// The PostgreSQL channel every audited commit notifies, with its last
+/// sequence as payload (L5).
+pub(super) const NOTIFY_CHANNEL: &str = "portal_access_audit";
+
 /// Which events a reader wants.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -120,6 +124,16 @@ pub(super) async fn append(
         .await
         .map_err(db_error)?;
 
+    if backend == Backend::Postgres {
+        // Delivered to listeners only when this transaction commits.
+        tx.execute_raw(raw::statement(
+            backend,
+            "SELECT pg_notify(?, ?)",
+            vec![Value::from(NOTIFY_CHANNEL), Value::from(last.to_string())],
+        ))
+        .await
+        .map_err(db_error)?;
+    }
     for (realm_id, head) in heads {
         // The revision tells permission caches on every replica that the
         // realm changed (SPEC §8); a support action changes no permission.
@@ -241,5 +255,16 @@ impl super::Store {
             .await
             .map_err(db_error)?
             .map(from_row))
+    }
+
+    /// The hash of a realm's last event, as recorded with each append.
+    pub async fn audit_head_hash(&self, realm_id: Uuid) -> Result<Option<String>> {
+        realm::Entity::find_by_id(realm_id)
+            .select_only()
+            .column(realm::Column::AuditHeadHash)
+            .into_tuple::<String>()
+            .one(self.conn())
+            .await
+            .map_err(db_error)
     }
 }

@@ -54,9 +54,11 @@ pub enum Backend {
 pub struct Store {
     db: DatabaseConnection,
     backend: Backend,
-    /// The highest audit sequence this replica has committed; streams wake
-    /// on it (L5 covers other replicas separately).
+    /// The highest audit sequence known committed: by this replica, or on
+    /// PostgreSQL by any replica (LISTEN/NOTIFY, L5). Streams wake on it;
+    /// the table stays the source of truth.
     committed: watch::Sender<i64>,
+    url: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -98,6 +100,7 @@ impl Store {
             db,
             backend,
             committed: watch::Sender::new(0),
+            url: url.to_owned(),
         })
     }
 
@@ -153,9 +156,63 @@ impl Store {
         })
     }
 
-    /// Watches the highest audit sequence committed through this replica.
+    /// Watches the highest audit sequence known committed.
     pub fn subscribe_commits(&self) -> watch::Receiver<i64> {
         self.committed.subscribe()
+    }
+
+    /// The highest audit sequence committed so far, read from the database.
+    pub async fn last_audit_sequence(&self) -> Result<i64> {
+        audit::last_sequence(&self.db, self.backend).await
+    }
+
+    /// L5: on PostgreSQL, follows commits of every replica through
+    /// LISTEN/NOTIFY until `stop`; a lost connection is retried (streams
+    /// also re-read the table every second, so a missed wake-up only delays).
+    pub fn follow_other_replicas(
+        &self,
+        mut stop: watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        let url = self.url.clone();
+        let committed = self.committed.clone();
+        Some(tokio::spawn(async move {
+            use sea_orm::sqlx::postgres::PgListener;
+            loop {
+                let listener = async {
+                    let mut listener = PgListener::connect(&url).await?;
+                    listener.listen(audit::NOTIFY_CHANNEL).await?;
+                    loop {
+                        let note = listener.recv().await?;
+                        if let Ok(sequence) = note.payload().parse::<i64>() {
+                            committed.send_if_modified(|seen| {
+                                let newer = sequence > *seen;
+                                if newer {
+                                    *seen = sequence;
+                                }
+                                newer
+                            });
+                        }
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), sea_orm::sqlx::Error>(())
+                };
+                tokio::select! {
+                    _ = stop.wait_for(|stopped| *stopped) => return,
+                    result = listener => {
+                        if let Err(err) = result {
+                            tracing::warn!(error = %err, "audit LISTEN connection lost; reconnecting");
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = stop.wait_for(|stopped| *stopped) => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }))
     }
 
     /// Closes the pool.

@@ -9,6 +9,7 @@ mod support_steps;
 
 mod admins;
 mod api_keys;
+mod audit_stream;
 mod auth;
 mod bad_input;
 mod health;
