@@ -533,3 +533,54 @@ async fn l2_late_commit_is_delivered_in_order_postgres() {
     db.close().await.ok();
     app.stop().await;
 }
+
+both_databases! {
+    async fn l1_every_change_records_its_events_and_a_refused_change_none(app) {
+        let w = world(app).await;
+        let ana = agent(app, "Ana Support");
+        let admin = w.realm.admin_token.clone();
+        let actions_since = |before: i64| async move {
+            let db = app.database().await;
+            let rows = db.query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT action FROM audit_events WHERE sequence > {before} ORDER BY sequence"),
+            )).await.unwrap();
+            db.close().await.ok();
+            rows.iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect::<Vec<_>>()
+        };
+        let head = || async { app.services.store().last_audit_sequence().await.unwrap() };
+
+        let h = head().await;
+        let bo = create_user(app, &admin, &w.sub_a, "bo@acme.example", pb::UserType::Admin, Some(false)).await.unwrap();
+        assert_eq!(actions_since(h).await, vec!["admin.created"]);
+        let h = head().await;
+        set_type(app, &admin, &bo.user_id, &w.sub_b, pb::UserType::Learner, None).await.unwrap();
+        assert_eq!(actions_since(h).await, vec!["user.type_changed"]);
+        let h = head().await;
+        set_settings(app, &admin, &bo.user_id, true).await.unwrap();
+        assert_eq!(actions_since(h).await, vec!["admin.settings_access_changed"]);
+        let h = head().await;
+        remove_from(app, &admin, &bo.user_id, &w.sub_b).await.unwrap();
+        assert_eq!(actions_since(h).await, vec!["user.removed_from_portal"]);
+        let h = head().await;
+        let request = request_access(app, &ana, &w.realm.realm_id).await;
+        assert_eq!(actions_since(h).await, vec!["support_access.requested"]);
+        let h = head().await;
+        allow(app, &admin, &request.access_request_id, &[&w.sub_a], hours(1)).await.unwrap();
+        assert_eq!(actions_since(h).await, vec!["support_access.allowed", "support_access.temporary_admin_created"]);
+        let h = head().await;
+        revoke(app, &admin, &w.realm.realm_id, &[&w.sub_a]).await.unwrap();
+        assert_eq!(actions_since(h).await, vec!["support_access.revoked", "support_access.temporary_admin_deleted"]);
+        let h = head().await;
+        delete(app, &admin, &bo.user_id).await.unwrap();
+        assert_eq!(actions_since(h).await, vec!["user.deleted"]);
+
+        // Refused changes record nothing.
+        let h = head().await;
+        assert!(set_settings(app, &admin, &w.realm.admin_id, false).await.is_err()); // A16
+        assert!(create_user(app, &admin, &w.sub_a, "admin@acme.example", pb::UserType::Admin, None).await.is_err()); // taken
+        assert!(allow(app, &admin, &request.access_request_id, &[&w.sub_a], hours(1)).await.is_err()); // not open
+        assert!(delete(app, &admin, &uuid::Uuid::now_v7().to_string()).await.is_err());
+        assert_eq!(actions_since(h).await, Vec::<String>::new());
+    }
+}
