@@ -5,7 +5,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::domain::InvalidValue;
 
 fn checksum(payload: &str) -> String {
     hex::encode(&Sha256::digest(format!("portal-access/cursor/{payload}"))[..6])
@@ -17,9 +17,9 @@ pub fn encode(sequence: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("{payload}:{}", checksum(&payload)))
 }
 
-/// The sequence a cursor names; `field` names the request field in errors.
-pub fn decode(field: &str, cursor: &str) -> Result<i64> {
-    let invalid = || Error::invalid(field, "is not a cursor this service issued");
+/// The sequence a cursor names.
+pub fn decode(cursor: &str) -> Result<i64, InvalidValue> {
+    let invalid = || InvalidValue::new("is not a cursor this service issued");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (payload, sum) = text.rsplit_once(':').ok_or_else(invalid)?;
@@ -40,15 +40,15 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        assert_eq!(decode("c", &encode(42)).unwrap(), 42);
-        assert_eq!(decode("c", &encode(0)).unwrap(), 0);
+        assert_eq!(decode(&encode(42)).unwrap(), 42);
+        assert_eq!(decode(&encode(0)).unwrap(), 0);
     }
 
     #[test]
     fn refuses_forged_cursors() {
-        assert!(decode("c", "").is_err());
-        assert!(decode("c", "djE6NDI").is_err());
+        assert!(decode("").is_err());
+        assert!(decode("djE6NDI").is_err());
         let forged = URL_SAFE_NO_PAD.encode("v1:43:000000000000");
-        assert!(decode("c", &forged).is_err());
+        assert!(decode(&forged).is_err());
     }
 }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -152,7 +152,7 @@ fn outcome(response: &http::Response<Body>) -> &'static str {
 
 /// For each RPC path, its request's top-level string fields that name
 /// resources (`…_id`, `…_ids`), by field number.
-static ID_FIELDS: LazyLock<Arc<HashMap<String, HashMap<u32, String>>>> = LazyLock::new(|| {
+static ID_FIELDS: LazyLock<HashMap<String, HashMap<u32, String>>> = LazyLock::new(|| {
     let set = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)
         .unwrap_or_default();
     let mut messages: HashMap<String, HashMap<u32, String>> = HashMap::new();
@@ -180,7 +180,7 @@ static ID_FIELDS: LazyLock<Arc<HashMap<String, HashMap<u32, String>>>> = LazyLoc
             }
         }
     }
-    Arc::new(by_path)
+    by_path
 });
 
 /// At most this many values of a repeated id field are logged.

@@ -60,12 +60,10 @@ fn page_position<T: std::str::FromStr>(
         .transpose()
 }
 
-fn request_view(
-    request: crate::domain::support::AccessRequest,
-    now_state: crate::domain::support::AccessRequestState,
-) -> RequestView {
+/// A request just written by this call: its stored state is its state now.
+fn request_view(request: crate::domain::support::AccessRequest) -> RequestView {
     RequestView {
-        state: now_state,
+        state: request.state,
         grants: Vec::new(),
         request,
     }
@@ -103,9 +101,8 @@ impl SupportAccessService for SupportAccessApi {
                 request_id,
             )
             .await?;
-        let state = created.state;
         Ok(Response::new(pb::RequestAccessResponse {
-            access_request: Some(request_to_proto(&request_view(created, state))),
+            access_request: Some(request_to_proto(&request_view(created))),
         }))
     }
 
@@ -117,9 +114,8 @@ impl SupportAccessService for SupportAccessApi {
         let caller = self.caller(&request).await?;
         let id = required_uuid("access_request_id", &request.get_ref().access_request_id)?;
         let withdrawn = self.services.withdraw_access_request(&caller, id).await?;
-        let state = withdrawn.state;
         Ok(Response::new(pb::WithdrawAccessRequestResponse {
-            access_request: Some(request_to_proto(&request_view(withdrawn, state))),
+            access_request: Some(request_to_proto(&request_view(withdrawn))),
         }))
     }
 
@@ -174,9 +170,8 @@ impl SupportAccessService for SupportAccessApi {
         let caller = self.caller(&request).await?;
         let id = required_uuid("access_request_id", &request.get_ref().access_request_id)?;
         let declined = self.services.decline_access_request(&caller, id).await?;
-        let state = declined.state;
         Ok(Response::new(pb::DeclineAccessRequestResponse {
-            access_request: Some(request_to_proto(&request_view(declined, state))),
+            access_request: Some(request_to_proto(&request_view(declined))),
         }))
     }
 
@@ -394,15 +389,9 @@ impl SupportAccessService for SupportAccessApi {
             Some(pb::stream_audit_events_request::Start::FromBeginning(false)) => {
                 Some(StreamFrom::Now)
             }
-            Some(pb::stream_audit_events_request::Start::AfterCursor(cursor)) => {
-                match super::cursor::decode("after_cursor", cursor) {
-                    Ok(sequence) => Some(StreamFrom::After(sequence)),
-                    Err(e) => {
-                        v.add("after_cursor", e.violations[0].description.clone());
-                        None
-                    }
-                }
-            }
+            Some(pb::stream_audit_events_request::Start::AfterCursor(cursor)) => v
+                .check("after_cursor", super::cursor::decode(cursor))
+                .map(StreamFrom::After),
         };
         v.finish()?;
         let subscription = self

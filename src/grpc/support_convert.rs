@@ -48,7 +48,10 @@ pub fn duration_from_proto(
             }
             let seconds = Duration::try_seconds(d.seconds)
                 .ok_or_else(|| InvalidValue::new("must be between 15 minutes and 30 days"))?;
-            Some(seconds + Duration::nanoseconds(i64::from(d.nanos)))
+            let total = seconds
+                .checked_add(&Duration::nanoseconds(i64::from(d.nanos)))
+                .ok_or_else(|| InvalidValue::new("must be between 15 minutes and 30 days"))?;
+            Some(total)
         }
     };
     SupportDuration::parse(requested)

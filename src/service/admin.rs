@@ -74,9 +74,8 @@ impl Services {
         let scope = format!("CreateUser/{}", Actor::from(caller.principal()).id);
         let key = super::idempotency(&request_id, &scope);
         if let Some(key) = &key
-            && let Some(result) = tx.remembered(key).await?
+            && let Some(id) = tx.remembered_id(key).await?
         {
-            let id = Uuid::parse_str(&result).map_err(Error::internal)?;
             return account_in(&tx, &realm, id).await;
         }
 

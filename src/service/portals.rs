@@ -182,9 +182,8 @@ impl Services {
         let scope = format!("CreateSubPortal/{}", standing.account.id);
         let key = super::idempotency(&request_id, &scope);
         if let Some(key) = &key
-            && let Some(result) = tx.remembered(key).await?
+            && let Some(id) = tx.remembered_id(key).await?
         {
-            let id = Uuid::parse_str(&result).map_err(Error::internal)?;
             return tx
                 .portal(id)
                 .await?

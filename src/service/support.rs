@@ -216,9 +216,8 @@ impl Services {
         let scope = format!("RequestAccess/{}", agent.id);
         let key = super::idempotency(&request_id, &scope);
         if let Some(key) = &key
-            && let Some(result) = tx.remembered(key).await?
+            && let Some(id) = tx.remembered_id(key).await?
         {
-            let id = Uuid::parse_str(&result).map_err(Error::internal)?;
             return tx
                 .access_request(id)
                 .await?
@@ -493,10 +492,11 @@ impl Services {
         let open = tx.open_grants(portal_ids).await?;
         let mut results = Vec::with_capacity(portals.len());
         let mut created: Vec<(SupportGrant, Account)> = Vec::new();
+        let mut extended: Vec<Uuid> = Vec::new();
         for portal in &portals {
             match open.get(&portal.id) {
                 Some(grant) if grant.is_active_at(now) => {
-                    tx.extend_grant(grant.id, expires_at).await?;
+                    extended.push(grant.id);
                     tx.record(
                         NewAuditEvent::support(realm.id, action::SUPPORT_EXTENDED, actor.clone())
                             .in_portal(portal.id)
@@ -566,6 +566,7 @@ impl Services {
             });
             created.push((grant, account));
         }
+        tx.extend_grants(&extended, expires_at).await?;
         tx.insert_grants_with_admins(&created).await?;
         if request.state_at(now) == AccessRequestState::Pending {
             tx.decide_access_request(
@@ -690,10 +691,9 @@ impl Services {
         let scope = format!("RecordSupportAction/{service_id}");
         let key = super::idempotency(&request_id, &scope);
         if let Some(key) = &key
-            && let Some(result) = tx.remembered(key).await?
+            && let Some(id) = tx.remembered_id(key).await?
         {
             drop(tx);
-            let id = Uuid::parse_str(&result).map_err(Error::internal)?;
             return self
                 .store
                 .audit_event(id)

@@ -42,6 +42,21 @@ async fn memberships_of(db: &impl ConnectionTrait, account_id: Uuid) -> Result<V
         .collect())
 }
 
+/// The row of a new account.
+pub(super) fn account_row(account: &Account) -> account::ActiveModel {
+    account::ActiveModel {
+        id: Set(account.id),
+        realm_id: Set(account.realm_id),
+        email: Set(account.email.clone()),
+        email_normalized: Set(account.email.to_lowercase()),
+        display_name: Set(account.display_name.clone()),
+        can_access_portal_settings: Set(account.can_access_portal_settings),
+        invited: Set(account.invited),
+        support_grant_id: Set(account.support_grant_id),
+        created_at: Set(to_micros(account.created_at)),
+    }
+}
+
 /// The account with its memberships, its realm's top-level portal and, for
 /// a temporary support admin, its grant's window. `None` when the account
 /// does not exist in `realm_id`.
@@ -139,19 +154,7 @@ impl super::WriteTx {
     /// Inserts an account; an email already used in the realm (in any
     /// case) is `EMAIL_TAKEN`.
     pub async fn insert_account(&self, account: &Account) -> Result<()> {
-        let result = account::ActiveModel {
-            id: Set(account.id),
-            realm_id: Set(account.realm_id),
-            email: Set(account.email.clone()),
-            email_normalized: Set(account.email.to_lowercase()),
-            display_name: Set(account.display_name.clone()),
-            can_access_portal_settings: Set(account.can_access_portal_settings),
-            invited: Set(account.invited),
-            support_grant_id: Set(account.support_grant_id),
-            created_at: Set(to_micros(account.created_at)),
-        }
-        .insert(self.conn())
-        .await;
+        let result = account_row(account).insert(self.conn()).await;
         match result {
             Ok(_) => Ok(()),
             Err(err) if unique_violation(&err).is_some() => Err(Error::new(

@@ -49,6 +49,14 @@ impl super::WriteTx {
         }
     }
 
+    /// [`WriteTx::remembered`] for requests that created one resource by id.
+    pub async fn remembered_id(&self, key: &IdempotencyKey<'_>) -> Result<Option<Uuid>> {
+        self.remembered(key)
+            .await?
+            .map(|id| Uuid::parse_str(&id).map_err(Error::internal))
+            .transpose()
+    }
+
     /// Remembers what this request created, in the same transaction.
     pub async fn remember(&self, key: &IdempotencyKey<'_>, result_id: &str) -> Result<()> {
         idempotency_key::ActiveModel {

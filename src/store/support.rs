@@ -268,18 +268,20 @@ impl super::WriteTx {
         Ok(found.is_some())
     }
 
-    /// S5: moves an active grant's expiry.
-    pub async fn extend_grant(&self, grant_id: Uuid, expires_at: DateTime<Utc>) -> Result<()> {
-        support_grant::Entity::update_many()
-            .col_expr(
-                support_grant::Column::ExpiresAt,
-                to_micros(expires_at).into(),
-            )
-            .filter(support_grant::Column::Id.eq(grant_id))
-            .filter(support_grant::Column::EndedAt.is_null())
-            .exec(self.conn())
-            .await
-            .map_err(db_error)?;
+    /// S5: moves active grants' expiry, one statement per 500 grants.
+    pub async fn extend_grants(&self, grant_ids: &[Uuid], expires_at: DateTime<Utc>) -> Result<()> {
+        for chunk in grant_ids.chunks(500) {
+            support_grant::Entity::update_many()
+                .col_expr(
+                    support_grant::Column::ExpiresAt,
+                    to_micros(expires_at).into(),
+                )
+                .filter(support_grant::Column::Id.is_in(chunk.iter().copied()))
+                .filter(support_grant::Column::EndedAt.is_null())
+                .exec(self.conn())
+                .await
+                .map_err(db_error)?;
+        }
         Ok(())
     }
 
@@ -302,17 +304,9 @@ impl super::WriteTx {
     /// multi-row inserts, however many portals a bulk allow names.
     pub async fn insert_grants_with_admins(&self, items: &[(SupportGrant, Account)]) -> Result<()> {
         for chunk in items.chunks(500) {
-            account::Entity::insert_many(chunk.iter().map(|(_, a)| account::ActiveModel {
-                id: Set(a.id),
-                realm_id: Set(a.realm_id),
-                email: Set(a.email.clone()),
-                email_normalized: Set(a.email.to_lowercase()),
-                display_name: Set(a.display_name.clone()),
-                can_access_portal_settings: Set(a.can_access_portal_settings),
-                invited: Set(a.invited),
-                support_grant_id: Set(a.support_grant_id),
-                created_at: Set(to_micros(a.created_at)),
-            }))
+            account::Entity::insert_many(
+                chunk.iter().map(|(_, a)| super::accounts::account_row(a)),
+            )
             .exec(self.conn())
             .await
             .map_err(db_error)?;

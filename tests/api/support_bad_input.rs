@@ -99,6 +99,8 @@ both_databases! {
         refused(s.clone().allow_access(allow_req(&rid, vec![w.sub_a.clone()], minutes(30 * 24 * 60 + 1))).await, &["duration"]);
         refused(s.clone().allow_access(allow_req(&rid, vec![w.sub_a.clone()], Some(prost_types::Duration { seconds: 3600, nanos: -1 }))).await, &["duration"]);
         refused(s.clone().allow_access(allow_req(&rid, vec![w.sub_a.clone()], Some(prost_types::Duration { seconds: i64::MAX, nanos: 0 }))).await, &["duration"]);
+        // At the edge of what a duration can hold: refused, not a panic.
+        refused(s.clone().allow_access(allow_req(&rid, vec![w.sub_a.clone()], Some(prost_types::Duration { seconds: i64::MAX / 1000, nanos: 999_999_999 }))).await, &["duration"]);
         refused(s.clone().allow_access(allow_req("", vec![], minutes(1))).await, &["access_request_id", "portal_ids", "duration"]);
 
         let revoke_req = |realm_id: &str, portal_ids: Vec<String>| with_token(
