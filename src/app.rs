@@ -10,19 +10,22 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::Config;
 use crate::domain::Clock;
 use crate::grpc::admin::AdminApi;
+use crate::grpc::admission::AdmissionLayer;
 use crate::grpc::auth::Authenticator;
+use crate::grpc::observe::ObserveLayer;
 use crate::grpc::portal::PortalApi;
 use crate::grpc::session_log::SessionLogged;
 use crate::grpc::support_access::SupportAccessApi;
+use crate::metrics::Metrics;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::portal_service_server::PortalServiceServer;
 use crate::proto::v1::support_access_service_server::SupportAccessServiceServer;
@@ -49,13 +52,15 @@ pub struct StartError(pub String);
 pub struct App {
     config: Config,
     listener: TcpListener,
+    /// The plaintext health-only listener, bound when TLS is on.
+    health_listener: Option<TcpListener>,
     services: Services,
     keys: Arc<TokenKeys>,
 }
 
 impl App {
     /// Connects and migrates the database, loads the token keys and binds
-    /// the listener.
+    /// the listeners.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         let keys = Arc::new(load_token_keys(&config)?);
         let store = Store::connect(&config.database_url, config.db_max_connections)
@@ -65,9 +70,12 @@ impl App {
             .migrate()
             .await
             .map_err(|e| StartError(format!("migrations: {}", e.message)))?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
+        let listener = bind(config.listen).await?;
+        let health_listener = if config.tls_enabled() {
+            Some(bind(config.health_listen).await?)
+        } else {
+            None
+        };
         Ok(Self {
             services: Services::new(
                 store,
@@ -81,6 +89,7 @@ impl App {
             ),
             config,
             listener,
+            health_listener,
             keys,
         })
     }
@@ -91,19 +100,30 @@ impl App {
             .expect("a bound listener has an address")
     }
 
+    /// The plaintext health port, when TLS is on.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     pub fn services(&self) -> &Services {
         &self.services
     }
 
-    /// Serves until `shutdown` completes, then shuts down gracefully:
-    /// health turns NOT_SERVING first, in-flight calls get up to the
-    /// configured grace period, then the process may exit.
+    /// Serves until `shutdown` completes, then shuts down gracefully
+    /// (SPEC §7): health turns NOT_SERVING for every service at once, new
+    /// calls are refused, audit streams end with their cursor and health
+    /// watches end, in-flight calls finish, the background tasks stop; all
+    /// of it within the configured grace period, after which the process
+    /// may exit whatever a client is doing.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         set_all(&reporter, ServingStatus::Serving).await;
+        let tls = tls_config(&self.config)?;
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -147,12 +167,14 @@ impl App {
         );
 
         let addr = self.local_addr();
-        tracing::info!(%addr, "serving gRPC");
+        let health_addr = self.health_addr();
+        tracing::info!(%addr, tls = tls.is_some(), "serving gRPC");
 
-        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
         let database_watch = tokio::spawn(watch_database(
             services.store().clone(),
             reporter.clone(),
+            self.config.db_check_interval,
             stop_rx.clone(),
         ));
         let listener = services.store().follow_other_replicas(stop_rx.clone());
@@ -161,49 +183,127 @@ impl App {
             self.config.sweep_interval,
             stop_rx.clone(),
         ));
-        let server = Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(60)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .concurrency_limit_per_connection(256)
-            .add_service(health_service)
+
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| StartError(format!("TLS: {e}")))?;
+        }
+        let main_stopped = stopped(stop_rx.clone());
+        let server = transport_settings(builder)
+            // The first layer is the outermost: shed calls are observed too.
+            .layer(ObserveLayer)
+            .layer(AdmissionLayer::new(self.config.max_concurrent_requests))
+            .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(portal)
             .add_service(admin)
             .add_service(support)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
-                let _ = stop_rx.wait_for(|stopped| *stopped).await;
-            });
-        let server = tokio::spawn(server);
+            .serve_with_incoming_shutdown(incoming(self.listener), main_stopped);
+        let mut servers = vec![tokio::spawn(server)];
+        if let Some(health_listener) = self.health_listener {
+            tracing::info!(addr = ?health_addr, "serving plaintext health for probes");
+            let health_only = transport_settings(Server::builder())
+                .add_service(health_service)
+                .serve_with_incoming_shutdown(incoming(health_listener), stopped(stop_rx));
+            servers.push(tokio::spawn(health_only));
+        }
 
         shutdown.await;
-        tracing::info!("shutdown: health NOT_SERVING, draining calls");
-        let _ = stop_tx.send(true);
+        tracing::info!("shutdown: health NOT_SERVING, refusing new calls, draining");
         set_all(&reporter, ServingStatus::NotServing).await;
         services.begin_shutdown();
-        let _ = database_watch.await;
-        if let Some(listener) = listener {
-            let _ = listener.await;
-        }
-        let _ = sweeper.await;
-        match tokio::time::timeout(self.config.shutdown_grace, server).await {
-            Ok(Ok(Ok(()))) => tracing::info!("shutdown: all calls finished"),
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+        let _ = stop_tx.send(true);
+        // Watch streams have seen NOT_SERVING; dropping their senders ends them.
+        clear_all(reporter.clone()).await;
+        let grace = self.config.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async {
+            for server in servers {
+                match server.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
+                    Err(e) => tracing::warn!(error = %e, "server task failed"),
+                }
+            }
+            let _ = database_watch.await;
+            if let Some(listener) = listener {
+                let _ = listener.await;
+            }
+            let _ = sweeper.await;
+            services.store().close().await;
+        })
+        .await;
+        match drained {
+            Ok(()) => tracing::info!("shutdown: all calls finished"),
             Err(_) => tracing::warn!(
-                grace = ?self.config.shutdown_grace,
-                "shutdown: grace period over, closing remaining connections"
+                ?grace,
+                "shutdown: grace period over; exiting with calls still open"
             ),
         }
-        services.store().close().await;
         Ok(())
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))
+}
+
+/// Accepted connections send small frames at once (no Nagle delay).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)))
+}
+
+/// HTTP/2 settings shared by both listeners. Keepalive pings from the
+/// server every 60 s keep idle connections through proxies; the server
+/// never polices client pings, so grpc-go clients with keepalive on are
+/// not sent `too_many_pings`.
+fn transport_settings(builder: Server) -> Server {
+    builder
+        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+}
+
+/// Streams one connection may have open at once (HTTP/2 SETTINGS).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// The TLS settings, when a certificate is configured; with a client CA,
+/// clients must present a certificate it signed (mTLS).
+fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, StartError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| StartError(format!("cannot read {}: {e}", path.display())))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
 }
 
 async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
     for name in SERVICE_NAMES {
         reporter.set_service_status(name, status).await;
+    }
+}
+
+async fn clear_all(mut reporter: HealthReporter) {
+    reporter.clear_service_status("").await;
+    for name in SERVICE_NAMES {
+        reporter.clear_service_status(name).await;
     }
 }
 
@@ -218,36 +318,57 @@ async fn sweep_periodically(
     if interval.is_zero() {
         return;
     }
+    let metrics = Metrics::get();
     loop {
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        match services.sweep_once().await {
-            Ok(report) if report != Default::default() => tracing::info!(
-                grants_expired = report.grants_expired,
-                requests_expired = report.requests_expired,
-                "sweeper ended lapsed support access"
-            ),
-            Ok(_) => {}
+        let swept = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            swept = services.sweep_once() => swept,
+        };
+        match swept {
+            Ok(report) => {
+                if let Some(lapse) = report.oldest_lapse {
+                    metrics
+                        .sweeper_lag
+                        .record(lapse.num_milliseconds() as f64 / 1000.0, &[]);
+                }
+                if report != Default::default() {
+                    tracing::info!(
+                        grants_expired = report.grants_expired,
+                        requests_expired = report.requests_expired,
+                        "sweeper ended lapsed support access"
+                    );
+                }
+            }
             Err(err) => tracing::warn!(error = %err, "sweep failed; retrying next interval"),
+        }
+        if let Ok(count) = services.active_grant_count().await {
+            metrics.active_grants.record(count, &[]);
         }
     }
 }
 
 /// Health follows the database: NOT_SERVING while it is unreachable,
-/// checked periodically rather than per probe.
-async fn watch_database(store: Store, reporter: HealthReporter, mut stop: watch::Receiver<bool>) {
+/// checked every `interval` rather than per probe.
+async fn watch_database(
+    store: Store,
+    reporter: HealthReporter,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut healthy = true;
     loop {
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(interval) => {}
         }
-        let up = store.ping().await;
-        if *stop.borrow() {
-            return;
-        }
+        let up = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            up = tokio::time::timeout(interval.max(Duration::from_secs(1)), store.ping()) => up.unwrap_or(false),
+        };
         if up != healthy {
             healthy = up;
             if up {

@@ -153,6 +153,42 @@ pub struct Config {
         global = true
     )]
     pub max_concurrent_requests: usize,
+    /// How often the database is checked for health (not per probe).
+    #[arg(long, env = "PORTAL_ACCESS_DB_CHECK_INTERVAL", default_value = "2s", value_parser = parse_duration, global = true)]
+    pub db_check_interval: Duration,
+    /// TLS certificate chain (PEM); with `--tls-key`, gRPC is served over TLS only.
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_TLS_CERT",
+        global = true,
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_TLS_KEY",
+        global = true,
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) for client certificates; set, it makes TLS mutual (mTLS).
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_TLS_CLIENT_CA",
+        global = true,
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Plaintext health-only listener, served when TLS is on (Kubernetes
+    /// gRPC probes cannot present client certificates).
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_HEALTH_LISTEN",
+        default_value = "127.0.0.1:50052",
+        global = true
+    )]
+    pub health_listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -165,6 +201,10 @@ impl Config {
     /// Defaults for an embedded server, as `cargo run` would get them.
     pub fn defaults() -> Self {
         Cli::parse_from(["portal-access"]).config
+    }
+
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -201,6 +241,11 @@ impl fmt::Debug for Config {
             .field("stream_stall_timeout", &self.stream_stall_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("db_check_interval", &self.db_check_interval)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key.as_ref().map(|_| "****"))
+            .field("tls_client_ca", &self.tls_client_ca)
+            .field("health_listen", &self.health_listen)
             .finish()
     }
 }

@@ -14,7 +14,8 @@ use portal_access::token::Claims;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.config.log_format);
+    // Flushes exported spans and metrics when main returns.
+    let _telemetry = telemetry::init(cli.config.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Migrate => migrate(cli.config).await,

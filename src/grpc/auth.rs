@@ -41,6 +41,7 @@ impl Interceptor for Authenticator {
                 )
             })?;
         let principal = self.keys.verify(token.trim())?;
+        crate::grpc::observe::record_principal(&principal);
         request.extensions_mut().insert(principal);
         Ok(request)
     }

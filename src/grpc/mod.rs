@@ -2,9 +2,11 @@
 //! authorize, call the use case, encode).
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod convert;
 pub mod cursor;
+pub mod observe;
 pub mod page_token;
 pub mod portal;
 pub mod session_log;

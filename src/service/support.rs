@@ -82,6 +82,8 @@ pub struct LogPage {
 pub struct SweepReport {
     pub grants_expired: usize,
     pub requests_expired: usize,
+    /// How long past its expiry the most overdue grant this sweep ended was.
+    pub oldest_lapse: Option<chrono::Duration>,
 }
 
 /// How many lapsed rows one sweep transaction handles at most.
@@ -779,6 +781,11 @@ impl Services {
     /// pending requests past expiry, recording each exactly once even when
     /// several replicas sweep at the same moment: each is ended by a
     /// conditional update under the realm lock, and a loser sees 0 rows.
+    /// Grants in force now (the active-grants gauge).
+    pub async fn active_grant_count(&self) -> Result<u64> {
+        self.store.active_grant_count(self.now()).await
+    }
+
     pub async fn sweep_once(&self) -> Result<SweepReport> {
         let mut report = SweepReport::default();
         loop {
@@ -793,6 +800,8 @@ impl Services {
                 for grant in &grants {
                     if end_grant(&mut tx, grant, GrantEnd::Expired, Actor::system()).await? {
                         report.grants_expired += 1;
+                        let lapse = now - grant.expires_at;
+                        report.oldest_lapse = report.oldest_lapse.max(Some(lapse));
                     }
                 }
                 tx.commit().await?;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -182,6 +182,16 @@ impl super::Store {
             .await
             .map_err(db_error)?;
         Ok(rows.into_iter().map(grant_from).collect())
+    }
+
+    /// Grants in force at `now`, for the active-grants gauge.
+    pub async fn active_grant_count(&self, now: DateTime<Utc>) -> Result<u64> {
+        support_grant::Entity::find()
+            .filter(support_grant::Column::EndedAt.is_null())
+            .filter(support_grant::Column::ExpiresAt.gt(to_micros(now)))
+            .count(self.conn())
+            .await
+            .map_err(db_error)
     }
 
     /// Pending requests past expiry whose expiry nobody has recorded yet.

@@ -57,7 +57,7 @@ async fn realm_sequences(app: &TestApp, realm_id: &str) -> Vec<i64> {
     let mut last = 0;
     loop {
         let page = app
-            .services
+            .services()
             .store()
             .audit_events(
                 &filter,
@@ -548,7 +548,7 @@ both_databases! {
             db.close().await.ok();
             rows.iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect::<Vec<_>>()
         };
-        let head = || async { app.services.store().last_audit_sequence().await.unwrap() };
+        let head = || async { app.services().store().last_audit_sequence().await.unwrap() };
 
         let h = head().await;
         let bo = create_user(app, &admin, &w.sub_a, "bo@acme.example", pb::UserType::Admin, Some(false)).await.unwrap();

@@ -40,13 +40,15 @@ pub enum Backend {
 }
 
 /// Where a test's data lives; removed when the test stops.
-enum TestDb {
+pub enum TestDb {
     Sqlite { dir: std::path::PathBuf },
     Postgres { admin_url: String, name: String },
 }
 
 impl TestDb {
-    async fn create(backend: Backend) -> Option<(Self, String)> {
+    /// A fresh database and its URL; `None` when PostgreSQL is asked for
+    /// but not configured.
+    pub async fn create(backend: Backend) -> Option<(Self, String)> {
         match backend {
             Backend::Sqlite => {
                 let dir =
@@ -72,7 +74,7 @@ impl TestDb {
         }
     }
 
-    async fn remove(self) {
+    pub async fn remove(self) {
         match self {
             TestDb::Sqlite { dir } => {
                 let _ = std::fs::remove_dir_all(dir);
@@ -109,8 +111,9 @@ pub struct TestApp {
     pub keys: TokenKeys,
     pub clock: Arc<ManualClock>,
     pub database_url: String,
-    /// The server's use cases, for what only time triggers (the sweeper).
-    pub services: Services,
+    /// The server's use cases, for what only time triggers (the sweeper);
+    /// `None` for a server running as its own process.
+    pub in_process: Option<Services>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     db: Option<TestDb>,
@@ -184,7 +187,7 @@ pub async fn start_server(config: Config, backend: Backend) -> TestApp {
         keys,
         clock,
         database_url,
-        services,
+        in_process: Some(services),
         shutdown: Some(tx),
         server: Some(server),
         db: None,
@@ -193,11 +196,46 @@ pub async fn start_server(config: Config, backend: Backend) -> TestApp {
 
 fn init_test_log() {
     if std::env::var("TEST_LOG").is_ok() {
-        portal_access::telemetry::init(portal_access::config::LogFormat::Text);
+        let _ = portal_access::telemetry::init(portal_access::config::LogFormat::Text);
     }
 }
 
 impl TestApp {
+    /// A client's view of a server running at `addr` as its own process.
+    pub async fn client_of(addr: SocketAddr, backend: Backend, database_url: &str) -> TestApp {
+        let keys = TokenKeys::new(
+            Some(TEST_SECRET.as_bytes()),
+            &[],
+            "portal-access",
+            "portal-access",
+        )
+        .expect("test keys");
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to server process");
+        TestApp {
+            addr,
+            backend,
+            channel,
+            keys,
+            clock: Arc::new(ManualClock::starting_at(Utc::now())),
+            database_url: database_url.to_owned(),
+            in_process: None,
+            shutdown: None,
+            server: None,
+            db: None,
+        }
+    }
+
+    /// The in-process server's use cases.
+    pub fn services(&self) -> &Services {
+        self.in_process
+            .as_ref()
+            .expect("only an in-process server exposes its use cases")
+    }
+
     pub fn portals(&self) -> PortalServiceClient<Channel> {
         PortalServiceClient::new(self.channel.clone())
     }

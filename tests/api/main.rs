@@ -5,6 +5,7 @@
 mod helpers;
 mod model;
 mod people;
+mod process;
 mod support_steps;
 
 mod admins;
@@ -12,6 +13,7 @@ mod api_keys;
 mod audit_stream;
 mod auth;
 mod bad_input;
+mod faults;
 mod health;
 mod portals;
 mod races;

@@ -139,9 +139,9 @@ both_databases! {
             "ACCESS_REQUEST_NOT_OPEN",
         );
         assert_error(decline(third.access_request_id.clone()).await, Code::FailedPrecondition, "ACCESS_REQUEST_NOT_PENDING");
-        let report = app.services.sweep_once().await.unwrap();
+        let report = app.services().sweep_once().await.unwrap();
         assert_eq!(report.requests_expired, 1);
-        assert_eq!(app.services.sweep_once().await.unwrap().requests_expired, 0);
+        assert_eq!(app.services().sweep_once().await.unwrap().requests_expired, 0);
     }
 }
 
@@ -390,8 +390,8 @@ both_databases! {
 
         // The sweeper then deletes the temporary admin, recording it once.
         let accounts = app.count("accounts").await;
-        assert_eq!(app.services.sweep_once().await.unwrap().grants_expired, 1);
-        assert_eq!(app.services.sweep_once().await.unwrap().grants_expired, 0);
+        assert_eq!(app.services().sweep_once().await.unwrap().grants_expired, 1);
+        assert_eq!(app.services().sweep_once().await.unwrap().grants_expired, 0);
         assert_eq!(app.count("accounts").await, accounts - 1);
         let log = logs(app, &w.realm.admin_token, &w.sub_a).await.unwrap();
         let expired = of_action(&log, "support_access.expired");
@@ -461,7 +461,7 @@ both_databases! {
         }
         assert_eq!(of_action(&log, "support_access.action").len(), 1);
         // The change itself carries its own security event naming the agent.
-        let created = app.services.store().audit_events(
+        let created = app.services().store().audit_events(
             &portal_access::store::AuditFilter::default(),
             portal_access::store::EventPosition::Before(None),
             500,

@@ -121,7 +121,7 @@ both_databases! {
         };
         app.clock.set(later);
         second.clock.set(later);
-        let (a, b) = tokio::join!(app.services.sweep_once(), second.services.sweep_once());
+        let (a, b) = tokio::join!(app.services().sweep_once(), second.services().sweep_once());
         let (a, b) = (a.unwrap(), b.unwrap());
         println!("two sweepers: {} + {} of {grants} grants expired", a.grants_expired, b.grants_expired);
         assert_eq!(a.grants_expired + b.grants_expired, grants);
@@ -154,7 +154,7 @@ async fn background_sweeper_ends_lapsed_grants(backend: Backend) {
     )
     .await
     .unwrap();
-    let mut commits = app.services.store().subscribe_commits();
+    let mut commits = app.services().store().subscribe_commits();
     commits.borrow_and_update();
     app.clock.advance(chrono::Duration::hours(1));
     tokio::time::timeout(Duration::from_secs(30), async {

@@ -1,0 +1,96 @@
+//! Load shedding (SPEC §7): at most `limit` calls are worked on at once
+//! across all connections; one more is refused at once with
+//! `RESOURCE_EXHAUSTED` / `OVERLOADED` instead of waiting in a queue that
+//! would only grow. Health and reflection are never shed, so probes keep
+//! telling the truth under load. A stream holds its slot only until it
+//! starts; its own bounds (buffer, stall timeout) cover the rest.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tower_service::Service;
+
+use crate::error::{Error, Reason};
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AdmissionLayer {
+    slots: Arc<Semaphore>,
+}
+
+impl AdmissionLayer {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(limit.max(1))),
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Admission {
+            inner,
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Admission<S> {
+    inner: S,
+    slots: Arc<Semaphore>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> Service<http::Request<Body>> for Admission<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path();
+        let exempt = path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.");
+        let slot = if exempt {
+            None
+        } else {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    Metrics::get().shed_requests.add(1, &[]);
+                    let status: tonic::Status = Error::new(
+                        Reason::Overloaded,
+                        "the server is at its concurrency limit; retry with backoff",
+                    )
+                    .into();
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                }
+            }
+        };
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let response = inner.call(request).await;
+            drop(slot);
+            response
+        })
+    }
+}
