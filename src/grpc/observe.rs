@@ -90,15 +90,10 @@ where
 
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let call = CallRecord {
-            span: span.clone(),
-            started,
-            path,
-            trace_id,
-        };
-        Metrics::get().active_streams.add(1, &[]);
+        let call = CallRecord::start(span.clone(), started, path, trace_id);
         let future = span.in_scope(|| inner.call(request));
         Box::pin(async move {
+            let mut call = call;
             let Ok(response) = tracing::Instrument::instrument(future, span).await;
             let (mut parts, body) = response.into_parts();
             // Errors are sent "trailers only": the status is in the headers.
@@ -177,16 +172,32 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// What is known of a call until its status is.
+/// What is known of a call until its status is. Dropped unfinished, the
+/// call was abandoned (client gone, deadline passed) and counts as CANCELLED.
 struct CallRecord {
     span: tracing::Span,
     started: Instant,
     path: String,
     trace_id: String,
+    finished: bool,
 }
 
 impl CallRecord {
-    fn finish(self, code: tonic::Code) {
+    fn start(span: tracing::Span, started: Instant, path: String, trace_id: String) -> Self {
+        Metrics::get().active_streams.add(1, &[]);
+        Self {
+            span,
+            started,
+            path,
+            trace_id,
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self, code: tonic::Code) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         let elapsed = self.started.elapsed();
         let name = code_name(code);
         let metrics = Metrics::get();
@@ -194,7 +205,7 @@ impl CallRecord {
         metrics.rpc_duration.record(
             elapsed.as_secs_f64(),
             &[
-                KeyValue::new("rpc.method", self.path),
+                KeyValue::new("rpc.method", self.path.clone()),
                 KeyValue::new("rpc.grpc.status_code", name),
             ],
         );
@@ -234,7 +245,7 @@ impl HttpBody for ObservedBody {
                     unreachable!("checked to be trailers")
                 };
                 let code = header_code(&trailers).unwrap_or(tonic::Code::Unknown);
-                if let Some(call) = self.call.take() {
+                if let Some(mut call) = self.call.take() {
                     if code != tonic::Code::Ok {
                         insert_trace_id(&mut trailers, &call.trace_id);
                     }
@@ -243,13 +254,13 @@ impl HttpBody for ObservedBody {
                 Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
             Poll::Ready(Some(Err(status))) => {
-                if let Some(call) = self.call.take() {
+                if let Some(mut call) = self.call.take() {
                     call.finish(status.code());
                 }
                 Poll::Ready(Some(Err(status)))
             }
             Poll::Ready(None) => {
-                if let Some(call) = self.call.take() {
+                if let Some(mut call) = self.call.take() {
                     call.finish(tonic::Code::Ok);
                 }
                 Poll::Ready(None)
@@ -267,11 +278,8 @@ impl HttpBody for ObservedBody {
     }
 }
 
-impl Drop for ObservedBody {
-    /// The client went away before the status was sent.
+impl Drop for CallRecord {
     fn drop(&mut self) {
-        if let Some(call) = self.call.take() {
-            call.finish(tonic::Code::Cancelled);
-        }
+        self.finish(tonic::Code::Cancelled);
     }
 }

@@ -348,18 +348,7 @@ impl TestApp {
 
     /// How many rows a table holds.
     pub async fn count(&self, table: &str) -> i64 {
-        let db = self.database().await;
-        let row = db
-            .query_one_raw(sea_orm::Statement::from_string(
-                db.get_database_backend(),
-                format!("SELECT COUNT(*) FROM {table}"),
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        let n: i64 = row.try_get_by_index(0).unwrap();
-        db.close().await.ok();
-        n
+        count_rows(&self.database_url, table).await
     }
 
     /// Shuts the server down and waits for it to finish.
@@ -461,4 +450,20 @@ macro_rules! both_databases {
             }
         }
     };
+}
+
+/// How many rows a table of the database at `url` holds.
+pub async fn count_rows(url: &str, table: &str) -> i64 {
+    let db = Database::connect(url).await.expect("connect");
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT COUNT(*) FROM {table}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let n: i64 = row.try_get_by_index(0).unwrap();
+    db.close().await.ok();
+    n
 }

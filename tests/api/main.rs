@@ -15,6 +15,7 @@ mod auth;
 mod bad_input;
 mod faults;
 mod health;
+mod limits;
 mod portals;
 mod races;
 mod support_access;
