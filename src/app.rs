@@ -194,7 +194,10 @@ impl App {
         let server = transport_settings(builder)
             // The first layer is the outermost: shed calls are observed too.
             .layer(ObserveLayer)
-            .layer(AdmissionLayer::new(self.config.max_concurrent_requests))
+            .layer(AdmissionLayer::new(
+                self.config.max_concurrent_requests,
+                services.store().reachability().clone(),
+            ))
             .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -371,6 +374,7 @@ async fn watch_database(
         };
         if up != healthy {
             healthy = up;
+            store.reachability().set(up);
             if up {
                 tracing::info!("database reachable again: SERVING");
                 set_all(&reporter, ServingStatus::Serving).await;

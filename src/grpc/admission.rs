@@ -1,9 +1,12 @@
-//! Load shedding (SPEC §7): at most `limit` calls are worked on at once
-//! across all connections; one more is refused at once with
-//! `RESOURCE_EXHAUSTED` / `OVERLOADED` instead of waiting in a queue that
-//! would only grow. Health and reflection are never shed, so probes keep
-//! telling the truth under load. A stream holds its slot only until it
-//! starts; its own bounds (buffer, stall timeout) cover the rest.
+//! Which calls are let in (SPEC §7). Load shedding: at most `limit` calls
+//! are worked on at once across all connections; one more is refused at
+//! once with `RESOURCE_EXHAUSTED` / `OVERLOADED` instead of waiting in a
+//! queue that would only grow. While the periodic check finds the database
+//! unreachable, calls fail fast with `UNAVAILABLE` / `DATABASE_UNAVAILABLE`
+//! rather than each waiting out a connection timeout. Health and
+//! reflection are always let in, so probes keep telling the truth. A
+//! stream holds its slot only until it starts; its own bounds (buffer,
+//! stall timeout) cover the rest.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,16 +20,19 @@ use tower_service::Service;
 
 use crate::error::{Error, Reason};
 use crate::metrics::Metrics;
+use crate::store::Reachability;
 
 #[derive(Clone)]
 pub struct AdmissionLayer {
     slots: Arc<Semaphore>,
+    database: Reachability,
 }
 
 impl AdmissionLayer {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, database: Reachability) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(limit.max(1))),
+            database,
         }
     }
 }
@@ -38,6 +44,7 @@ impl<S> tower_layer::Layer<S> for AdmissionLayer {
         Admission {
             inner,
             slots: self.slots.clone(),
+            database: self.database.clone(),
         }
     }
 }
@@ -46,6 +53,7 @@ impl<S> tower_layer::Layer<S> for AdmissionLayer {
 pub struct Admission<S> {
     inner: S,
     slots: Arc<Semaphore>,
+    database: Reachability,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -71,6 +79,13 @@ where
         let exempt = path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.");
         let slot = if exempt {
             None
+        } else if !self.database.is_reachable() {
+            let status: tonic::Status = Error::new(
+                Reason::DatabaseUnavailable,
+                "the database is unavailable; retry later",
+            )
+            .into();
+            return Box::pin(std::future::ready(Ok(status.into_http())));
         } else {
             match self.slots.clone().try_acquire_owned() {
                 Ok(slot) => Some(slot),

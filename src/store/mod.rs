@@ -23,6 +23,8 @@ mod portals;
 mod raw;
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -59,6 +61,23 @@ pub struct Store {
     /// the table stays the source of truth.
     committed: watch::Sender<i64>,
     url: String,
+    reachable: Reachability,
+}
+
+/// Whether the database answered the last periodic check. While it does
+/// not, calls are refused at once instead of each waiting out a connection
+/// timeout.
+#[derive(Clone, Debug)]
+pub struct Reachability(Arc<AtomicBool>);
+
+impl Reachability {
+    pub fn is_reachable(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, reachable: bool) {
+        self.0.store(reachable, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -101,6 +120,7 @@ impl Store {
             backend,
             committed: watch::Sender::new(0),
             url: url.to_owned(),
+            reachable: Reachability(Arc::new(AtomicBool::new(true))),
         })
     }
 
@@ -131,6 +151,10 @@ impl Store {
     }
 
     /// A cheap round trip, for health.
+    pub fn reachability(&self) -> &Reachability {
+        &self.reachable
+    }
+
     pub async fn ping(&self) -> bool {
         self.db.ping().await.is_ok()
     }

@@ -16,6 +16,7 @@ mod bad_input;
 mod faults;
 mod health;
 mod limits;
+mod outage;
 mod portals;
 mod races;
 mod support_access;
