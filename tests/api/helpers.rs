@@ -106,6 +106,8 @@ fn replace_database(url: &str, name: &str) -> String {
 /// A running server and what tests need to talk to it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The plaintext health port, when TLS is on.
+    pub health_addr: Option<SocketAddr>,
     pub backend: Backend,
     pub channel: Channel,
     pub keys: TokenKeys,
@@ -166,6 +168,7 @@ pub async fn start_server(config: Config, backend: Backend) -> TestApp {
         .await
         .expect("server builds");
     let addr = app.local_addr();
+    let health_addr = app.health_addr();
     let services = app.services().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -175,13 +178,17 @@ pub async fn start_server(config: Config, backend: Backend) -> TestApp {
         .await
         .expect("server runs");
     });
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect to test server");
+    let endpoint = Channel::from_shared(format!("http://{addr}")).unwrap();
+    // Over TLS, tests make their own channels; this plaintext one is for
+    // showing that it is refused.
+    let channel = if health_addr.is_some() {
+        endpoint.connect_lazy()
+    } else {
+        endpoint.connect().await.expect("connect to test server")
+    };
     TestApp {
         addr,
+        health_addr,
         backend,
         channel,
         keys,
@@ -217,6 +224,7 @@ impl TestApp {
             .expect("connect to server process");
         TestApp {
             addr,
+            health_addr: None,
             backend,
             channel,
             keys,

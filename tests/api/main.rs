@@ -22,3 +22,4 @@ mod races;
 mod support_access;
 mod support_bad_input;
 mod support_races;
+mod tls;

@@ -194,7 +194,11 @@ async fn database_outage_flips_health_and_loses_no_acknowledged_write_postgres()
     .expect_err("the database is down");
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert_eq!(reason(&refused), "DATABASE_UNAVAILABLE");
-    assert!(started.elapsed() < DEADLINE, "fails fast: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < DEADLINE,
+        "fails fast: {:?}",
+        started.elapsed()
+    );
     let before_restore = outcomes.lock().unwrap().acknowledged.len();
 
     proxy.restore();
