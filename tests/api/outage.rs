@@ -212,7 +212,7 @@ async fn database_outage_flips_health_and_loses_no_acknowledged_write_postgres()
         writer.await.unwrap();
     }
 
-    let outcomes = outcomes.lock().unwrap();
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     assert!(
         outcomes.codes.contains("Unavailable"),
         "writers saw the outage: {:?}",
