@@ -141,8 +141,18 @@ async fn support_windows(
 }
 
 impl super::Store {
+    /// The account's standing, from the read cache when it is fresh (up to
+    /// one second behind other replicas' commits; see `read_cache`).
     pub async fn standing(&self, realm_id: Uuid, account_id: Uuid) -> Result<Option<Standing>> {
-        find_standing(self.conn(), realm_id, account_id).await
+        if let Some(cached) = self.cache.standing(account_id) {
+            return Ok((cached.account.realm_id == realm_id).then_some(cached));
+        }
+        let snapshot = self.cache.snapshot();
+        let found = find_standing(self.conn(), realm_id, account_id).await?;
+        if let Some(standing) = &found {
+            self.cache.put_standing(snapshot, standing);
+        }
+        Ok(found)
     }
 }
 
@@ -307,6 +317,9 @@ impl super::WriteTx {
 impl super::Store {
     /// The realm an account belongs to, for callers that name only the account.
     pub async fn account_realm(&self, account_id: Uuid) -> Result<Option<Uuid>> {
+        if let Some(cached) = self.cache.standing(account_id) {
+            return Ok(Some(cached.account.realm_id));
+        }
         let row = account::Entity::find_by_id(account_id)
             .select_only()
             .column(account::Column::RealmId)

@@ -58,9 +58,9 @@ pub(super) async fn append(
     backend: Backend,
     now: DateTime<Utc>,
     events: Vec<NewAuditEvent>,
-) -> Result<Vec<AuditEvent>> {
+) -> Result<Appended> {
     if events.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Appended::default());
     }
     let realm_ids: BTreeSet<Uuid> = events.iter().map(|e| e.realm_id).collect();
     let mut heads: BTreeMap<Uuid, String> = BTreeMap::new();
@@ -129,7 +129,10 @@ pub(super) async fn append(
         tx.execute_raw(raw::statement(
             backend,
             "SELECT pg_notify(?, ?)",
-            vec![Value::from(NOTIFY_CHANNEL), Value::from(last.to_string())],
+            vec![
+                Value::from(NOTIFY_CHANNEL),
+                Value::from(notification(last, &state_changed)),
+            ],
         ))
         .await
         .map_err(db_error)?;
@@ -146,7 +149,38 @@ pub(super) async fn append(
         .await
         .map_err(db_error)?;
     }
-    Ok(appended)
+    Ok(Appended {
+        events: appended,
+        state_changed,
+    })
+}
+
+/// What one commit appended.
+#[derive(Default)]
+pub(super) struct Appended {
+    pub events: Vec<AuditEvent>,
+    /// Realms whose state (not merely their session log) changed.
+    pub state_changed: BTreeSet<Uuid>,
+}
+
+/// The NOTIFY payload: the last sequence committed, then the realms whose
+/// state changed, for the other replicas' streams and read caches:
+/// `"42:0190…,0190…"`.
+fn notification(last: i64, state_changed: &BTreeSet<Uuid>) -> String {
+    let realms: Vec<String> = state_changed.iter().map(Uuid::to_string).collect();
+    format!("{last}:{}", realms.join(","))
+}
+
+/// Reads [`notification`]'s payload.
+pub(super) fn parse_notification(payload: &str) -> Option<(i64, Vec<Uuid>)> {
+    let (sequence, realms) = payload.split_once(':').unwrap_or((payload, ""));
+    let sequence = sequence.parse().ok()?;
+    let realms = realms
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .filter_map(|r| r.parse().ok())
+        .collect();
+    Some((sequence, realms))
 }
 
 fn to_row(event: &AuditEvent) -> audit_event::ActiveModel {

@@ -21,6 +21,7 @@ mod idempotency;
 mod migration;
 mod portals;
 mod raw;
+mod read_cache;
 mod support;
 
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub struct Store {
     committed: watch::Sender<i64>,
     url: String,
     reachable: Reachability,
+    cache: Arc<read_cache::ReadCache>,
 }
 
 /// Whether the database answered the last periodic check. While it does
@@ -121,6 +123,7 @@ impl Store {
             committed: watch::Sender::new(0),
             url: url.to_owned(),
             reachable: Reachability(Arc::new(AtomicBool::new(true))),
+            cache: Arc::default(),
         })
     }
 
@@ -177,6 +180,7 @@ impl Store {
             now,
             events: Vec::new(),
             committed: self.committed.clone(),
+            cache: self.cache.clone(),
         })
     }
 
@@ -202,6 +206,7 @@ impl Store {
         }
         let url = self.url.clone();
         let committed = self.committed.clone();
+        let cache = self.cache.clone();
         Some(tokio::spawn(async move {
             use sea_orm::sqlx::postgres::PgListener;
             loop {
@@ -210,7 +215,11 @@ impl Store {
                     listener.listen(audit::NOTIFY_CHANNEL).await?;
                     loop {
                         let note = listener.recv().await?;
-                        if let Ok(sequence) = note.payload().parse::<i64>() {
+                        if let Some((sequence, realms)) = audit::parse_notification(note.payload())
+                        {
+                            for realm_id in realms {
+                                cache.invalidate(realm_id);
+                            }
                             committed.send_if_modified(|seen| {
                                 let newer = sequence > *seen;
                                 if newer {
@@ -258,6 +267,7 @@ pub struct WriteTx {
     now: DateTime<Utc>,
     events: Vec<NewAuditEvent>,
     committed: watch::Sender<i64>,
+    cache: Arc<read_cache::ReadCache>,
 }
 
 impl WriteTx {
@@ -272,8 +282,15 @@ impl WriteTx {
 
     /// Appends the queued events and commits. Returns the committed events.
     pub async fn commit(self) -> Result<Vec<crate::domain::audit::AuditEvent>> {
-        let appended = audit::append(&self.tx, self.backend, self.now, self.events).await?;
+        let audit::Appended {
+            events: appended,
+            state_changed,
+        } = audit::append(&self.tx, self.backend, self.now, self.events).await?;
         self.tx.commit().await.map_err(db_error)?;
+        // Before the call answers: the next read on this replica is fresh.
+        for realm_id in state_changed {
+            self.cache.invalidate(realm_id);
+        }
         if let Some(last) = appended.last() {
             self.committed.send_if_modified(|seen| {
                 let newer = last.sequence > *seen;

@@ -65,8 +65,17 @@ impl super::Store {
         find_realm(self.conn(), id).await
     }
 
+    /// The portal, from the read cache when it is fresh.
     pub async fn portal(&self, id: Uuid) -> Result<Option<Portal>> {
-        find_portal(self.conn(), id).await
+        if let Some(cached) = self.cache.portal(id) {
+            return Ok(Some(cached));
+        }
+        let snapshot = self.cache.snapshot();
+        let found = find_portal(self.conn(), id).await?;
+        if let Some(portal) = &found {
+            self.cache.put_portal(snapshot, portal);
+        }
+        Ok(found)
     }
 
     /// A page of a realm's portals after `after`, optionally only `only`.

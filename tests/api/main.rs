@@ -13,6 +13,7 @@ mod api_keys;
 mod audit_stream;
 mod auth;
 mod bad_input;
+mod check_cache;
 mod faults;
 mod health;
 mod limits;
