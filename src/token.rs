@@ -5,6 +5,8 @@
 //! among keys of that algorithm, so an RS256 public key can never be used as
 //! an HS256 secret (algorithm confusion), and `alg: none` never verifies.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
@@ -75,7 +77,15 @@ pub struct TokenKeys {
     signing: Option<EncodingKey>,
     pub issuer: String,
     pub audience: String,
+    /// Tokens already verified, with their `exp`: a service presents the
+    /// same token on every call, and its signature and claims do not change
+    /// (the keys are fixed for the process's life). Expiry is still checked
+    /// on every use.
+    verified: RwLock<HashMap<String, (Principal, u64)>>,
 }
+
+/// Verified tokens remembered before the memory is emptied and refilled.
+const MAX_VERIFIED: usize = 4096;
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,6 +139,7 @@ impl TokenKeys {
             signing: secret.map(EncodingKey::from_secret),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            verified: RwLock::default(),
         })
     }
 
@@ -143,6 +154,25 @@ impl TokenKeys {
 
     /// Checks signature, `exp`, `iss` and `aud`, then the claims of the kind.
     pub fn verify(&self, token: &str) -> Result<Principal> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        if let Some((principal, exp)) = self.verified.read().expect("token lock").get(token)
+            && now <= exp + LEEWAY_SECONDS
+        {
+            return Ok(principal.clone());
+        }
+        let (principal, exp) = self.verify_signature(token)?;
+        let mut verified = self.verified.write().expect("token lock");
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), (principal.clone(), exp));
+        Ok(principal)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<(Principal, u64)> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("the token is not a signed JWT"))?;
         let mut validation = Validation::new(header.alg);
@@ -154,7 +184,10 @@ impl TokenKeys {
         let mut last_error = invalid("the token is signed with an unknown key");
         for candidate in self.verifying.iter().filter(|k| k.algorithm == header.alg) {
             match jsonwebtoken::decode::<Claims>(token, &candidate.key, &validation) {
-                Ok(data) => return principal_from(data.claims),
+                Ok(data) => {
+                    let exp = data.claims.exp;
+                    return principal_from(data.claims).map(|p| (p, exp));
+                }
                 Err(e) => match e.kind() {
                     ErrorKind::InvalidSignature => continue,
                     ErrorKind::ExpiredSignature => {

@@ -41,7 +41,6 @@ fn user_and_portal(user_id: &str, portal_id: &str) -> Result<(uuid::Uuid, uuid::
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
-    #[tracing::instrument(skip_all, fields(rpc = "CreateUser"))]
     async fn create_user(
         &self,
         request: Request<pb::CreateUserRequest>,
@@ -75,7 +74,6 @@ impl AdminService for AdminApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetUser"))]
     async fn get_user(
         &self,
         request: Request<pb::GetUserRequest>,
@@ -88,7 +86,6 @@ impl AdminService for AdminApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ListUsers"))]
     async fn list_users(
         &self,
         request: Request<pb::ListUsersRequest>,
@@ -119,7 +116,6 @@ impl AdminService for AdminApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "SetUserType"))]
     async fn set_user_type(
         &self,
         request: Request<pb::SetUserTypeRequest>,
@@ -151,7 +147,6 @@ impl AdminService for AdminApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "RemoveUserFromPortal"))]
     async fn remove_user_from_portal(
         &self,
         request: Request<pb::RemoveUserFromPortalRequest>,
@@ -168,7 +163,6 @@ impl AdminService for AdminApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "DeleteUser"))]
     async fn delete_user(
         &self,
         request: Request<pb::DeleteUserRequest>,
@@ -181,7 +175,6 @@ impl AdminService for AdminApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "UpdateAdminPermissions"))]
     async fn update_admin_permissions(
         &self,
         request: Request<pb::UpdateAdminPermissionsRequest>,
@@ -200,7 +193,6 @@ impl AdminService for AdminApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetEffectivePermissions"))]
     async fn get_effective_permissions(
         &self,
         request: Request<pb::GetEffectivePermissionsRequest>,
@@ -235,7 +227,6 @@ impl AdminService for AdminApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "CheckPermission"))]
     async fn check_permission(
         &self,
         request: Request<pb::CheckPermissionRequest>,
@@ -260,7 +251,6 @@ impl AdminService for AdminApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "CheckEligibility"))]
     async fn check_eligibility(
         &self,
         request: Request<pb::CheckEligibilityRequest>,

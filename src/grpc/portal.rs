@@ -47,7 +47,6 @@ pub(super) fn decode_position(raw: &str) -> Result<PortalPosition, Error> {
 
 #[tonic::async_trait]
 impl PortalService for PortalApi {
-    #[tracing::instrument(skip_all, fields(rpc = "CreateRealm"))]
     async fn create_realm(
         &self,
         request: Request<pb::CreateRealmRequest>,
@@ -100,7 +99,6 @@ impl PortalService for PortalApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "CreateSubPortal"))]
     async fn create_sub_portal(
         &self,
         request: Request<pb::CreateSubPortalRequest>,
@@ -135,7 +133,6 @@ impl PortalService for PortalApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetPortal"))]
     async fn get_portal(
         &self,
         request: Request<pb::GetPortalRequest>,
@@ -149,7 +146,6 @@ impl PortalService for PortalApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ListPortals"))]
     async fn list_portals(
         &self,
         request: Request<pb::ListPortalsRequest>,
@@ -177,7 +173,6 @@ impl PortalService for PortalApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "UpdateRealmSettings"))]
     async fn update_realm_settings(
         &self,
         request: Request<pb::UpdateRealmSettingsRequest>,
@@ -208,7 +203,6 @@ impl PortalService for PortalApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GenerateApiKeys"))]
     async fn generate_api_keys(
         &self,
         request: Request<pb::GenerateApiKeysRequest>,
@@ -230,7 +224,6 @@ impl PortalService for PortalApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetApiKeys"))]
     async fn get_api_keys(
         &self,
         request: Request<pb::GetApiKeysRequest>,
@@ -243,7 +236,6 @@ impl PortalService for PortalApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "VerifyApiKey"))]
     async fn verify_api_key(
         &self,
         request: Request<pb::VerifyApiKeyRequest>,

@@ -73,7 +73,6 @@ fn request_view(request: crate::domain::support::AccessRequest) -> RequestView {
 impl SupportAccessService for SupportAccessApi {
     type StreamAuditEventsStream = AuditStream;
 
-    #[tracing::instrument(skip_all, fields(rpc = "RequestAccess"))]
     async fn request_access(
         &self,
         request: Request<pb::RequestAccessRequest>,
@@ -106,7 +105,6 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "WithdrawAccessRequest"))]
     async fn withdraw_access_request(
         &self,
         request: Request<pb::WithdrawAccessRequestRequest>,
@@ -119,7 +117,6 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ListAccessRequests"))]
     async fn list_access_requests(
         &self,
         request: Request<pb::ListAccessRequestsRequest>,
@@ -162,7 +159,6 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "DeclineAccessRequest"))]
     async fn decline_access_request(
         &self,
         request: Request<pb::DeclineAccessRequestRequest>,
@@ -175,7 +171,6 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ListPortalAccess"))]
     async fn list_portal_access(
         &self,
         request: Request<pb::ListPortalAccessRequest>,
@@ -209,7 +204,6 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "AllowAccess"))]
     async fn allow_access(
         &self,
         request: Request<pb::AllowAccessRequest>,
@@ -235,7 +229,6 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "RevokeAccess"))]
     async fn revoke_access(
         &self,
         request: Request<pb::RevokeAccessRequest>,
@@ -259,7 +252,6 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ListSupportAccessLogs"))]
     async fn list_support_access_logs(
         &self,
         request: Request<pb::ListSupportAccessLogsRequest>,
@@ -290,7 +282,6 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "RecordSupportAction"))]
     async fn record_support_action(
         &self,
         request: Request<pb::RecordSupportActionRequest>,
@@ -335,7 +326,6 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "VerifyAuditLog"))]
     async fn verify_audit_log(
         &self,
         request: Request<pb::VerifyAuditLogRequest>,
@@ -355,7 +345,6 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "StreamAuditEvents"))]
     async fn stream_audit_events(
         &self,
         request: Request<pb::StreamAuditEventsRequest>,
