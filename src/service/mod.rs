@@ -9,6 +9,7 @@ mod caller;
 mod checks;
 mod portals;
 mod support;
+mod support_actions;
 
 use std::sync::Arc;
 
@@ -66,11 +67,17 @@ pub struct Services {
     pub(crate) settings: Settings,
     /// Set once shutdown begins: long-lived streams end with a status.
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    /// The group-commit writer of RecordSupportAction.
+    pub(crate) support_actions: support_actions::SupportActionWriter,
 }
 
 impl Services {
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         Self {
+            support_actions: support_actions::SupportActionWriter::start(
+                store.clone(),
+                clock.clone(),
+            ),
             store,
             clock,
             settings,

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::acting::lock_and_act;
 use super::caller::wrong_kind;
+use super::support_actions::PendingAction;
 use super::{Caller, RequestId, Services};
 use crate::domain::audit::{Actor, AuditEvent, NewAuditEvent, action};
 use crate::domain::portal::{Portal, Realm};
@@ -685,58 +686,22 @@ impl Services {
         }
         let not_found = || Error::not_found(Reason::PortalNotFound, "portal", portal_id);
         let portal = self.store.portal(portal_id).await?.ok_or_else(not_found)?;
-        let now = self.now();
-        let mut tx = self.store.begin_write(now).await?;
-        tx.lock_realm(portal.realm_id)
-            .await?
-            .ok_or_else(not_found)?;
-        let scope = format!("RecordSupportAction/{service_id}");
-        let key = super::idempotency(&request_id, &scope);
-        if let Some(key) = &key
-            && let Some(id) = tx.remembered_id(key).await?
-        {
-            drop(tx);
-            return self
-                .store
-                .audit_event(id)
-                .await?
-                .ok_or_else(|| Error::internal("remembered support action is gone"));
-        }
-        let grant = tx.open_grants(&[portal.id]).await?.remove(&portal.id);
-        let active = grant
-            .filter(|g| g.temporary_account_id == temporary_admin_id && g.is_active_at(now))
-            .ok_or_else(|| {
-                Error::new(
-                    Reason::GrantNotActive,
-                    "that temporary support admin has no active grant on this portal now",
-                )
-            })?;
-        let mut event = NewAuditEvent::support(
-            portal.realm_id,
-            action::SUPPORT_ACTION,
-            Actor {
-                kind: crate::domain::audit::ActorKind::Account,
-                id: temporary_admin_id.to_string(),
-                agent_id: Some(agent.id),
-                agent_name: Some(agent.name),
-            },
-        )
-        .in_portal(portal.id)
-        .target(&support_action.target_type, &support_action.target_id);
-        event.details = support_action.details;
-        event = event
-            .detail("support_action", &support_action.action)
-            .detail("support_grant_id", active.id)
-            .detail("recorded_by", service_id);
-        if let Some(key) = &key {
-            tx.remember(key, &event.id.to_string()).await?;
-        }
-        tx.record(event);
-        tx.commit()
-            .await?
-            .into_iter()
-            .last()
-            .ok_or_else(|| Error::internal("support action was not appended"))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.support_actions
+            .write(PendingAction {
+                portal,
+                temporary_admin_id,
+                agent,
+                action: support_action,
+                service_id: *service_id,
+                scope: format!("RecordSupportAction/{service_id}"),
+                request_id,
+                reply,
+            })
+            .await?;
+        answer
+            .await
+            .map_err(|_| Error::internal("the support action writer stopped"))?
     }
 
     /// S9: logs a call a temporary support admin made to this service, with

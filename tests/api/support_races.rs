@@ -196,3 +196,85 @@ fn uuid_literal(app: &TestApp, id: &str) -> String {
         Backend::Sqlite => format!("X'{}'", id.replace('-', "")),
     }
 }
+
+both_databases! {
+    /// SPEC §8 group commit: RecordSupportAction calls racing each other are
+    /// committed together, yet each answer is its own: every acknowledged
+    /// action is stored once with its own event, a repeated request_id gets
+    /// the first event back, a reused one with another request is refused,
+    /// an action without an active grant is refused and writes nothing, and
+    /// the hash chain verifies.
+    async fn s9_racing_support_actions_are_each_recorded_once(app) {
+        let w = world(app).await;
+        let ana = agent(app, "Ana Support");
+        let request = request_access(app, &ana, &w.realm.realm_id).await;
+        let granted = allow(app, &w.realm.admin_token, &request.access_request_id, &[&w.sub_a], hours(8))
+            .await
+            .unwrap()
+            .remove(0);
+        let recorder = app.service(&["support_actions.record"]);
+        let events_before = app.count("audit_events").await;
+        let repeated = uuid::Uuid::new_v4().to_string();
+        let record = |n: usize, request_id: String, temporary_admin: String| pb::RecordSupportActionRequest {
+            request_id,
+            portal_id: w.sub_a.clone(),
+            temporary_admin_id: temporary_admin,
+            action: "page.viewed".into(),
+            target_type: "page".into(),
+            target_id: format!("page-{n}"),
+            details: Default::default(),
+            agent_id: ana.id.to_string(),
+            agent_name: ana.name.clone(),
+        };
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..96 {
+            let (request_id, temporary_admin, target) = match n % 6 {
+                // The same request, sixteen times over.
+                0 => (repeated.clone(), granted.temporary_admin_id.clone(), 0),
+                // Someone who holds no grant here.
+                1 => (String::new(), uuid::Uuid::new_v4().to_string(), n),
+                _ => (String::new(), granted.temporary_admin_id.clone(), n),
+            };
+            let mut client = app.support();
+            let request = with_token(record(target, request_id, temporary_admin), &recorder);
+            calls.spawn(async move { (n, client.record_support_action(request).await) });
+        }
+        let mut recorded = std::collections::BTreeMap::new();
+        let mut repeats = std::collections::BTreeSet::new();
+        while let Some(joined) = calls.join_next().await {
+            let (n, answer) = joined.unwrap();
+            match n % 6 {
+                0 => {
+                    repeats.insert(answer.expect("a repeated request is answered").into_inner().event.unwrap().event_id);
+                }
+                1 => assert_eq!(reason(&answer.expect_err("no grant")), "GRANT_NOT_ACTIVE"),
+                _ => {
+                    let event = answer.expect("recorded").into_inner().event.unwrap();
+                    assert_eq!(event.target_id, format!("page-{n}"), "each caller gets its own event");
+                    recorded.insert(event.event_id, n);
+                }
+            }
+        }
+        assert_eq!(repeats.len(), 1, "every repeat got the first event: {repeats:?}");
+        assert_eq!(recorded.len(), 96 - 16 - 16, "distinct events");
+        assert_eq!(app.count("audit_events").await, events_before + recorded.len() as i64 + 1);
+
+        // The same request_id with another request is refused.
+        let reused = app
+            .support()
+            .record_support_action(with_token(record(7, repeated.clone(), granted.temporary_admin_id.clone()), &recorder))
+            .await
+            .expect_err("a reused request_id");
+        assert_eq!(reason(&reused), "REQUEST_ID_REUSED");
+        let verified = app
+            .support()
+            .verify_audit_log(with_token(
+                pb::VerifyAuditLogRequest { realm_id: w.realm.realm_id.clone() },
+                &w.realm.admin_token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(verified.intact, "{verified:?}");
+    }
+}
