@@ -120,6 +120,7 @@ impl Services {
             services: self.clone(),
             filter,
             last: start,
+            scanned: start,
             events,
         };
         tokio::spawn(async move {
@@ -174,7 +175,10 @@ impl Services {
 struct Producer {
     services: Services,
     filter: AuditFilter,
+    /// The last event delivered (the stream's cursor).
     last: i64,
+    /// How far the log has been looked through (matching or not).
+    scanned: i64,
     events: mpsc::Sender<AuditEvent>,
 }
 
@@ -182,6 +186,7 @@ impl Producer {
     /// Runs until the client leaves (`None`) or the stream must end.
     async fn run(mut self) -> Option<StreamEnd> {
         let mut commits = self.services.store.subscribe_commits();
+        let mut tailed = self.services.audit_tail.subscribe();
         let mut shutdown = self.services.shutdown.subscribe();
         let stall = self.services.settings.stream_stall_timeout;
         loop {
@@ -189,21 +194,40 @@ impl Producer {
                 return Some(StreamEnd::ShuttingDown { last: self.last });
             }
             commits.borrow_and_update();
-            let page = match self
-                .services
-                .store
-                .audit_events(&self.filter, EventPosition::After(self.last), PAGE)
-                .await
-            {
-                Ok(page) => page,
-                Err(error) => {
-                    return Some(StreamEnd::Failed {
-                        error,
-                        last: self.last,
-                    });
-                }
-            };
-            let caught_up = (page.len() as u64) < PAGE;
+            tailed.borrow_and_update();
+            // From the shared tail when it reaches back this far, else from
+            // the table (replay, or a reader that fell behind the ring).
+            let (page, caught_up, from_tail) =
+                match self
+                    .services
+                    .audit_tail
+                    .after(self.scanned, &self.filter, PAGE as usize)
+                {
+                    Some(slice) => {
+                        self.scanned = slice.scanned;
+                        (slice.events, slice.caught_up, true)
+                    }
+                    None => match self
+                        .services
+                        .store
+                        .audit_events(&self.filter, EventPosition::After(self.scanned), PAGE)
+                        .await
+                    {
+                        Ok(page) => {
+                            if let Some(last) = page.last() {
+                                self.scanned = last.sequence;
+                            }
+                            let caught_up = (page.len() as u64) < PAGE;
+                            (page, caught_up, false)
+                        }
+                        Err(error) => {
+                            return Some(StreamEnd::Failed {
+                                error,
+                                last: self.last,
+                            });
+                        }
+                    },
+                };
             for event in page {
                 let sequence = event.sequence;
                 tokio::select! {
@@ -221,7 +245,8 @@ impl Producer {
             }
             if caught_up {
                 tokio::select! {
-                    _ = commits.changed() => {}
+                    _ = commits.changed(), if !from_tail => {}
+                    _ = tailed.changed(), if from_tail => {}
                     _ = tokio::time::sleep(SAFETY_POLL) => {}
                     _ = self.events.closed() => return None,
                     _ = shutdown.wait_for(|stopped| *stopped) => {

@@ -5,6 +5,7 @@ mod acting;
 mod admin;
 mod api_keys;
 mod audit;
+mod audit_tail;
 mod caller;
 mod checks;
 mod portals;
@@ -67,13 +68,17 @@ pub struct Services {
     pub(crate) settings: Settings,
     /// Set once shutdown begins: long-lived streams end with a status.
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    /// The shared reader of new audit events that live streams follow.
+    pub(crate) audit_tail: audit_tail::AuditTail,
     /// The group-commit writer of RecordSupportAction.
     pub(crate) support_actions: support_actions::SupportActionWriter,
 }
 
 impl Services {
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        let shutdown = tokio::sync::watch::Sender::new(false);
         Self {
+            audit_tail: audit_tail::AuditTail::start(store.clone(), shutdown.subscribe()),
             support_actions: support_actions::SupportActionWriter::start(
                 store.clone(),
                 clock.clone(),
@@ -81,7 +86,7 @@ impl Services {
             store,
             clock,
             settings,
-            shutdown: tokio::sync::watch::Sender::new(false),
+            shutdown,
         }
     }
 

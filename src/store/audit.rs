@@ -40,6 +40,18 @@ pub struct AuditFilter {
     pub categories: Vec<AuditCategory>,
 }
 
+impl AuditFilter {
+    /// The same test `events_page` makes in SQL, for events in memory.
+    pub fn matches(&self, event: &AuditEvent) -> bool {
+        self.realm_id.is_none_or(|r| r == event.realm_id)
+            && (self.portal_ids.is_empty()
+                || event
+                    .portal_id
+                    .is_some_and(|p| self.portal_ids.contains(&p)))
+            && (self.categories.is_empty() || self.categories.contains(&event.category))
+    }
+}
+
 pub(super) async fn last_sequence(db: &impl ConnectionTrait, backend: Backend) -> Result<i64> {
     let row = db
         .query_one_raw(raw::statement(
