@@ -145,11 +145,11 @@ async fn write_batch(store: &Store, clock: &dyn Clock, batch: Vec<PendingAction>
             .detail("support_action", &pending.action.action)
             .detail("support_grant_id", grant.id)
             .detail("recorded_by", pending.service_id);
-        if let Some(key) = &key {
-            if let Err(err) = tx.remember(key, &event.id.to_string()).await {
-                let _ = pending.reply.send(Err(err.clone()));
-                return fail_waiting(waiting, &err);
-            }
+        if let Some(key) = &key
+            && let Err(err) = tx.remember(key, &event.id.to_string()).await
+        {
+            let _ = pending.reply.send(Err(err.clone()));
+            return fail_waiting(waiting, &err);
         }
         tx.record(event);
         waiting.push((pending.reply, Outcome::Recorded(recorded)));
