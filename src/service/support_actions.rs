@@ -23,6 +23,8 @@ use crate::store::Store;
 
 /// Actions one transaction holds at most.
 const MAX_BATCH: usize = 256;
+/// Scheduler turns the writer waits for the callers of its last batch.
+const LINGER_TURNS: u32 = 16;
 /// Actions waiting for the writer before callers wait to enqueue.
 const QUEUE: usize = 4096;
 
@@ -49,14 +51,24 @@ impl SupportActionWriter {
     pub fn start(store: Store, clock: Arc<dyn Clock>) -> Self {
         let (queue, mut waiting) = mpsc::channel::<PendingAction>(QUEUE);
         tokio::spawn(async move {
+            // Callers answered together tend to come back together: when
+            // the last batch was shared, give them a few scheduler turns to
+            // arrive before committing, instead of committing the first alone.
+            let mut last_size = 1;
             while let Some(first) = waiting.recv().await {
                 let mut batch = vec![first];
+                let mut turns = 0;
                 while batch.len() < MAX_BATCH {
                     match waiting.try_recv() {
                         Ok(next) => batch.push(next),
+                        Err(_) if batch.len() < last_size && turns < LINGER_TURNS => {
+                            turns += 1;
+                            tokio::task::yield_now().await;
+                        }
                         Err(_) => break,
                     }
                 }
+                last_size = batch.len();
                 write_batch(&store, clock.as_ref(), batch).await;
             }
         });
