@@ -207,7 +207,7 @@ pub async fn scale(backend: Backend, url: &str, realm: &Realm, portals: u64, acc
                     "INSERT INTO memberships (account_id, portal_id, realm_id, user_type, created_at) \
                      SELECT a.id, CASE WHEN a.created_at % 10 = 0 THEN {t} ELSE p.id END, {r}, 'learner', 0 \
                      FROM accounts a JOIN bench_portal_index p ON p.n = a.created_at % {sub} \
-                     WHERE a.realm_id = {r} AND a.email LIKE '%@scale.example'",
+                     WHERE a.realm_id = {r} AND a.email LIKE 'u%@scale.example'",
                     sub = portals - 1
                 ),
                 "DROP TABLE bench_portal_index".into(),
@@ -239,7 +239,7 @@ pub async fn scale(backend: Backend, url: &str, realm: &Realm, portals: u64, acc
                      FROM accounts a JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n \
                        FROM portals WHERE realm_id = {r} AND depth = 1) p \
                        ON p.n = a.created_at % {sub} \
-                     WHERE a.realm_id = {r} AND a.email LIKE '%@scale.example'",
+                     WHERE a.realm_id = {r} AND a.email LIKE 'u%@scale.example'",
                     sub = portals - 1
                 ),
                 "ANALYZE".into(),
