@@ -208,8 +208,14 @@ impl App {
         let mut servers = vec![tokio::spawn(server)];
         if let Some(health_listener) = self.health_listener {
             tracing::info!(addr = ?health_addr, "serving plaintext health for probes");
+            // Reflection of the health service alone, so grpcurl works here too.
+            let health_reflection = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1alpha()
+                .map_err(|e| StartError(format!("reflection: {e}")))?;
             let health_only = transport_settings(Server::builder())
                 .add_service(health_service)
+                .add_service(health_reflection)
                 .serve_with_incoming_shutdown(incoming(health_listener), stopped(stop_rx));
             servers.push(tokio::spawn(health_only));
         }
