@@ -62,6 +62,11 @@ impl App {
     /// Connects and migrates the database, loads the token keys and binds
     /// the listeners.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        if config.db_check_interval.is_zero() {
+            return Err(StartError(
+                "PORTAL_ACCESS_DB_CHECK_INTERVAL must be more than 0".into(),
+            ));
+        }
         let keys = Arc::new(load_token_keys(&config)?);
         let store = Store::connect(&config.database_url, config.db_max_connections)
             .await

@@ -694,7 +694,6 @@ impl Services {
                 agent,
                 action: support_action,
                 service_id: *service_id,
-                scope: format!("RecordSupportAction/{service_id}"),
                 request_id,
                 reply,
             })

@@ -35,8 +35,6 @@ pub(crate) struct PendingAction {
     pub agent: SupportAgent,
     pub action: SupportAction,
     pub service_id: Uuid,
-    /// `RecordSupportAction/<service>`: the idempotency scope.
-    pub scope: String,
     pub request_id: Option<super::RequestId>,
     pub reply: oneshot::Sender<Result<AuditEvent>>,
 }
@@ -112,7 +110,8 @@ async fn write_batch(store: &Store, clock: &dyn Clock, batch: Vec<PendingAction>
     let mut recorded = 0;
     for pending in batch {
         // The transaction sees keys remembered earlier in this batch too.
-        let key = super::idempotency(&pending.request_id, &pending.scope);
+        let scope = format!("RecordSupportAction/{}", pending.service_id);
+        let key = super::idempotency(&pending.request_id, &scope);
         if let Some(key) = &key {
             match tx.remembered_id(key).await {
                 Ok(Some(id)) => {

@@ -96,15 +96,7 @@ pub fn create_user_call(
 ) -> tokio::task::JoinHandle<Result<pb::User, tonic::Status>> {
     let mut admins = app.admins();
     let request = with_token(
-        pb::CreateUserRequest {
-            request_id: String::new(),
-            portal_id: world.sub_a.clone(),
-            email: email.into(),
-            display_name: "In flight".into(),
-            user_type: pb::UserType::Learner as i32,
-            can_access_portal_settings: None,
-            invite: false,
-        },
+        learner_request(&world.sub_a, email, "In flight"),
         &world.realm.admin_token,
     );
     tokio::spawn(async move {
@@ -302,15 +294,11 @@ async fn kill_9_loses_no_acknowledged_write(backend: Backend) {
                 let written = if n % 2 == 0 {
                     admins
                         .create_user(with_token(
-                            pb::CreateUserRequest {
-                                request_id: String::new(),
-                                portal_id: sub_a.clone(),
-                                email: format!("w{writer}-{n}@acme.example"),
-                                display_name: "Writer".into(),
-                                user_type: pb::UserType::Learner as i32,
-                                can_access_portal_settings: None,
-                                invite: false,
-                            },
+                            learner_request(
+                                &sub_a,
+                                &format!("w{writer}-{n}@acme.example"),
+                                "Writer",
+                            ),
                             &world_realm.admin_token,
                         ))
                         .await

@@ -14,18 +14,6 @@ use crate::faults::{WriteLock, create_user_call, until_overloaded};
 use crate::helpers::*;
 use crate::people::*;
 
-fn create_user_request(world: &World, email: &str, display_name: String) -> pb::CreateUserRequest {
-    pb::CreateUserRequest {
-        request_id: String::new(),
-        portal_id: world.sub_a.clone(),
-        email: email.into(),
-        display_name,
-        user_type: pb::UserType::Learner as i32,
-        invite: false,
-        can_access_portal_settings: None,
-    }
-}
-
 async fn still_serving(app: &TestApp, world: &World) {
     let health = HealthClient::new(app.channel.clone())
         .check(HealthCheckRequest::default())
@@ -53,7 +41,7 @@ async fn oversized_message_is_refused_and_the_server_carries_on() {
     let status = app
         .admins()
         .create_user(with_token(
-            create_user_request(&world, "huge@acme.example", huge),
+            learner_request(&world.sub_a, "huge@acme.example", &huge),
             &world.realm.admin_token,
         ))
         .await
@@ -197,7 +185,7 @@ async fn deadline_ends_the_work(backend: Backend) {
     let accounts = app.count("accounts").await;
     let lock = WriteLock::hold(&app.database_url).await;
     let mut request = with_token(
-        create_user_request(&world, "late@acme.example", "Late".into()),
+        learner_request(&world.sub_a, "late@acme.example", "Late"),
         &world.realm.admin_token,
     );
     // Only the server enforces it: the answer is the server's.
@@ -237,4 +225,21 @@ async fn deadline_ends_the_work_sqlite() {
 #[tokio::test]
 async fn deadline_ends_the_work_postgres() {
     deadline_ends_the_work(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_zero_database_check_interval_is_refused_at_start() {
+    let mut config = test_config("sqlite::memory:");
+    config.db_check_interval = std::time::Duration::ZERO;
+    let refused = portal_access::app::App::build(
+        config,
+        std::sync::Arc::new(portal_access::domain::SystemClock),
+    )
+    .await
+    .err()
+    .expect("a zero interval would ping the database in a busy loop");
+    assert!(
+        refused.0.contains("PORTAL_ACCESS_DB_CHECK_INTERVAL"),
+        "{refused}"
+    );
 }

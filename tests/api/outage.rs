@@ -142,15 +142,7 @@ async fn database_outage_flips_health_and_loses_no_acknowledged_write_postgres()
                 }
                 n += 1;
                 let mut request = with_token(
-                    pb::CreateUserRequest {
-                        request_id: String::new(),
-                        portal_id: portal_id.clone(),
-                        email: format!("w{writer}-{n}@acme.example"),
-                        display_name: "Writer".into(),
-                        user_type: pb::UserType::Learner as i32,
-                        invite: false,
-                        can_access_portal_settings: None,
-                    },
+                    learner_request(&portal_id, &format!("w{writer}-{n}@acme.example"), "Writer"),
                     &token,
                 );
                 request.set_timeout(DEADLINE);

@@ -34,6 +34,19 @@ pub async fn world_named(app: &TestApp, name: &str) -> World {
     }
 }
 
+/// A CreateUser request for a learner without settings access.
+pub fn learner_request(portal_id: &str, email: &str, display_name: &str) -> pb::CreateUserRequest {
+    pb::CreateUserRequest {
+        request_id: String::new(),
+        portal_id: portal_id.into(),
+        email: email.into(),
+        display_name: display_name.into(),
+        user_type: pb::UserType::Learner as i32,
+        invite: false,
+        can_access_portal_settings: None,
+    }
+}
+
 /// CreateUser as `token`.
 pub async fn create_user(
     app: &TestApp,
