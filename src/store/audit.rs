@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Value,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -70,15 +70,19 @@ pub(super) async fn append(
     backend: Backend,
     now: DateTime<Utc>,
     events: Vec<NewAuditEvent>,
+    mut heads: BTreeMap<Uuid, String>,
 ) -> Result<Appended> {
     if events.is_empty() {
         return Ok(Appended::default());
     }
     let realm_ids: BTreeSet<Uuid> = events.iter().map(|e| e.realm_id).collect();
-    let mut heads: BTreeMap<Uuid, String> = BTreeMap::new();
-    // Sorted, so two transactions touching the same realms lock them in the
-    // same order.
+    // `heads` holds the realms the transaction locked already; the others
+    // are locked here, sorted, so two transactions touching the same realms
+    // lock them in the same order.
     for realm_id in &realm_ids {
+        if heads.contains_key(realm_id) {
+            continue;
+        }
         let head = realm::Entity::find_by_id(*realm_id)
             .select_only()
             .column(realm::Column::AuditHeadHash)
@@ -90,6 +94,7 @@ pub(super) async fn append(
             .ok_or_else(|| Error::internal(format!("audit event for unknown realm {realm_id}")))?;
         heads.insert(*realm_id, head);
     }
+    heads.retain(|realm_id, _| realm_ids.contains(realm_id));
 
     let count = events.len() as i64;
     let row = tx
@@ -131,40 +136,80 @@ pub(super) async fn append(
         appended.push(event);
     }
 
-    audit_event::Entity::insert_many(appended.iter().map(to_row))
-        .exec(tx)
-        .await
-        .map_err(db_error)?;
-
-    if backend == Backend::Postgres {
-        // Delivered to listeners only when this transaction commits.
-        tx.execute_raw(raw::statement(
-            backend,
-            "SELECT pg_notify(?, ?)",
-            vec![
-                Value::from(NOTIFY_CHANNEL),
-                Value::from(notification(last, &state_changed)),
-            ],
-        ))
-        .await
-        .map_err(db_error)?;
-    }
-    for (realm_id, head) in heads {
-        // The revision tells permission caches on every replica that the
-        // realm changed (SPEC §8); a support action changes no permission.
-        let bump = i64::from(state_changed.contains(&realm_id));
-        tx.execute_raw(raw::statement(
-            backend,
-            "UPDATE realms SET audit_head_hash = ?, revision = revision + ? WHERE id = ?",
-            vec![Value::from(head), Value::from(bump), Value::from(realm_id)],
-        ))
-        .await
-        .map_err(db_error)?;
+    // The revision tells permission caches on every replica that the realm
+    // changed (SPEC §8); a support action changes no permission.
+    let new_heads: Vec<(Uuid, String, i64)> = heads
+        .into_iter()
+        .map(|(realm_id, head)| {
+            let bump = i64::from(state_changed.contains(&realm_id));
+            (realm_id, head, bump)
+        })
+        .collect();
+    let insert = audit_event::Entity::insert_many(appended.iter().map(to_row));
+    match backend {
+        Backend::Postgres => {
+            // The audit_head row is held from the sequence update above to
+            // COMMIT, serializing every audited commit: the rest is one
+            // statement, so the hold is two round trips and the commit.
+            let statement = finish_append_postgres(
+                insert.build(DbBackend::Postgres),
+                &new_heads,
+                notification(last, &state_changed),
+            );
+            tx.execute_raw(statement).await.map_err(db_error)?;
+        }
+        Backend::Sqlite => {
+            insert.exec(tx).await.map_err(db_error)?;
+            for (realm_id, head, bump) in new_heads {
+                tx.execute_raw(raw::statement(
+                    backend,
+                    "UPDATE realms SET audit_head_hash = ?, revision = revision + ? WHERE id = ?",
+                    vec![Value::from(head), Value::from(bump), Value::from(realm_id)],
+                ))
+                .await
+                .map_err(db_error)?;
+            }
+        }
     }
     Ok(Appended {
         events: appended,
         state_changed,
     })
+}
+
+/// One PostgreSQL statement that inserts the events, moves the realms'
+/// chain heads and notifies the other replicas (delivered only when the
+/// transaction commits). Data-modifying `WITH` parts always run in full.
+fn finish_append_postgres(
+    insert: Statement,
+    heads: &[(Uuid, String, i64)],
+    payload: String,
+) -> Statement {
+    let mut values = insert.values.map(|v| v.0).unwrap_or_default();
+    let param = |value: Value, values: &mut Vec<Value>| {
+        values.push(value);
+        format!("${}", values.len())
+    };
+    let rows: Vec<String> = heads
+        .iter()
+        .map(|(realm_id, head, bump)| {
+            let id = param(Value::from(*realm_id), &mut values);
+            let hash = param(Value::from(head.clone()), &mut values);
+            let bump = param(Value::from(*bump), &mut values);
+            format!("({id}::uuid, {hash}::text, {bump}::bigint)")
+        })
+        .collect();
+    let channel = param(Value::from(NOTIFY_CHANNEL), &mut values);
+    let payload = param(Value::from(payload), &mut values);
+    let sql = format!(
+        "WITH appended AS ({insert}), \
+         heads AS (UPDATE realms SET audit_head_hash = v.hash, revision = realms.revision + v.bump \
+         FROM (VALUES {rows}) AS v(id, hash, bump) WHERE realms.id = v.id) \
+         SELECT pg_notify({channel}, {payload})",
+        insert = insert.sql,
+        rows = rows.join(", "),
+    );
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 /// What one commit appended.

@@ -24,8 +24,9 @@ mod raw;
 mod read_cache;
 mod support;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -179,6 +180,7 @@ impl Store {
             backend: self.backend,
             now,
             events: Vec::new(),
+            audit_heads: Mutex::default(),
             committed: self.committed.clone(),
             cache: self.cache.clone(),
         })
@@ -266,6 +268,8 @@ pub struct WriteTx {
     backend: Backend,
     now: DateTime<Utc>,
     events: Vec<NewAuditEvent>,
+    /// Chain heads of the realms this transaction has locked.
+    audit_heads: Mutex<BTreeMap<uuid::Uuid, String>>,
     committed: watch::Sender<i64>,
     cache: Arc<read_cache::ReadCache>,
 }
@@ -285,7 +289,14 @@ impl WriteTx {
         let audit::Appended {
             events: appended,
             state_changed,
-        } = audit::append(&self.tx, self.backend, self.now, self.events).await?;
+        } = audit::append(
+            &self.tx,
+            self.backend,
+            self.now,
+            self.events,
+            self.audit_heads.into_inner().unwrap_or_else(|e| e.into_inner()),
+        )
+        .await?;
         self.tx.commit().await.map_err(db_error)?;
         // Before the call answers: the next read on this replica is fresh.
         for realm_id in state_changed {
@@ -305,6 +316,13 @@ impl WriteTx {
 
     fn conn(&self) -> &impl ConnectionTrait {
         &self.tx
+    }
+
+    fn remember_audit_head(&self, realm_id: uuid::Uuid, head: &str) {
+        self.audit_heads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(realm_id, head.to_owned());
     }
 }
 

@@ -131,7 +131,11 @@ impl super::WriteTx {
             .one(self.conn())
             .await
             .map_err(db_error)?;
-        Ok(row.map(realm_from))
+        Ok(row.map(|row| {
+            // Held until commit, so the append need not read it again.
+            self.remember_audit_head(row.id, &row.audit_head_hash);
+            realm_from(row)
+        }))
     }
 
     pub async fn portal(&self, id: Uuid) -> Result<Option<Portal>> {
