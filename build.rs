@@ -23,6 +23,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
     tonic_prost_build::configure()
+        // Written by hand so a stream can send bytes encoded once for all
+        // its subscribers (src/proto/stream_frame.rs).
+        .extern_path(
+            ".portal_access.v1.StreamAuditEventsResponse",
+            "crate::proto::stream_frame::StreamAuditEventsResponse",
+        )
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

@@ -403,10 +403,11 @@ impl SupportAccessService for SupportAccessApi {
 /// cursor to resume from (L4, and at shutdown).
 fn audit_stream(subscription: AuditSubscription) -> AuditStream {
     let AuditSubscription { events, end } = subscription;
-    let events = ReceiverStream::new(events).map(|event| {
-        Ok(pb::StreamAuditEventsResponse {
-            event: Some(event_to_proto(&event)),
-        })
+    let events = ReceiverStream::new(events).map(|shared| {
+        let wire = shared.wire_form(|event| {
+            pb::StreamAuditEventsResponse::encode_event(&event_to_proto(event))
+        });
+        Ok(pb::StreamAuditEventsResponse::from_encoded(wire))
     });
     let ending = tokio_stream::once(end).then(|end| async move {
         let status: Status = match end.await {

@@ -20,14 +20,16 @@
 //! The producer stops as soon as the client goes away, and every stream ends
 //! with UNAVAILABLE and its cursor when the server shuts down.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::audit_tail::SharedEvent;
 use super::caller::wrong_kind;
 use super::{Caller, Services};
-use crate::domain::audit::{AuditEvent, ChainVerdict, ChainVerifier};
+use crate::domain::audit::{ChainVerdict, ChainVerifier};
 use crate::domain::{Principal, Scope};
 use crate::error::{Error, Reason, Result};
 use crate::store::{AuditFilter, EventPosition};
@@ -54,7 +56,7 @@ pub enum StreamEnd {
 /// An open stream: events in order, then (once the sender is gone) why it
 /// ended. A client that goes away drops both, which stops the producer.
 pub struct AuditSubscription {
-    pub events: mpsc::Receiver<AuditEvent>,
+    pub events: mpsc::Receiver<Arc<SharedEvent>>,
     pub end: oneshot::Receiver<StreamEnd>,
 }
 
@@ -179,7 +181,7 @@ struct Producer {
     last: i64,
     /// How far the log has been looked through (matching or not).
     scanned: i64,
-    events: mpsc::Sender<AuditEvent>,
+    events: mpsc::Sender<Arc<SharedEvent>>,
 }
 
 impl Producer {
@@ -218,7 +220,7 @@ impl Producer {
                                 self.scanned = last.sequence;
                             }
                             let caught_up = (page.len() as u64) < PAGE;
-                            (page, caught_up, false)
+                            (page.into_iter().map(SharedEvent::new).collect(), caught_up, false)
                         }
                         Err(error) => {
                             return Some(StreamEnd::Failed {
@@ -229,7 +231,7 @@ impl Producer {
                     },
                 };
             for event in page {
-                let sequence = event.sequence;
+                let sequence = event.event.sequence;
                 tokio::select! {
                     sent = self.events.send_timeout(event, stall) => match sent {
                         Ok(()) => self.last = sequence,

@@ -12,8 +12,10 @@
 //! queries.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use tokio::sync::watch;
 
@@ -27,9 +29,32 @@ const PAGE: u64 = 1024;
 /// How often the tail re-reads the table without any wake-up.
 const SAFETY_POLL: Duration = Duration::from_secs(1);
 
+/// An event as the streams pass it on: one copy for every stream that
+/// sends it, with room for its wire form, so that the transport encodes it
+/// once however many subscribers it goes to.
+#[derive(Debug)]
+pub struct SharedEvent {
+    pub event: AuditEvent,
+    wire: OnceLock<Bytes>,
+}
+
+impl SharedEvent {
+    pub fn new(event: AuditEvent) -> Arc<Self> {
+        Arc::new(Self {
+            event,
+            wire: OnceLock::new(),
+        })
+    }
+
+    /// The event's wire form: made by the first stream that asks.
+    pub fn wire_form(&self, encode: impl FnOnce(&AuditEvent) -> Bytes) -> Bytes {
+        self.wire.get_or_init(|| encode(&self.event)).clone()
+    }
+}
+
 struct Ring {
     /// Consecutive committed events, by sequence.
-    events: VecDeque<Arc<AuditEvent>>,
+    events: VecDeque<Arc<SharedEvent>>,
     /// Every event with a sequence in (floor, read] is in `events`.
     floor: i64,
     read: i64,
@@ -44,7 +69,7 @@ pub(crate) struct AuditTail {
 
 /// What a stream got from the ring.
 pub(crate) struct Slice {
-    pub events: Vec<AuditEvent>,
+    pub events: Vec<Arc<SharedEvent>>,
     /// The position scanned up to (matching or not).
     pub scanned: i64,
     /// Whether the stream has reached what the tail has read.
@@ -119,11 +144,11 @@ impl AuditTail {
         {
             let mut ring = self.ring.write().expect("ring lock");
             for event in page {
-                ring.events.push_back(Arc::new(event));
+                ring.events.push_back(SharedEvent::new(event));
             }
             while ring.events.len() > CAPACITY {
                 if let Some(oldest) = ring.events.pop_front() {
-                    ring.floor = oldest.sequence;
+                    ring.floor = oldest.event.sequence;
                 }
             }
             ring.read = last;
@@ -142,7 +167,7 @@ impl AuditTail {
         if position < ring.floor {
             return None;
         }
-        let start = ring.events.partition_point(|e| e.sequence <= position);
+        let start = ring.events.partition_point(|e| e.event.sequence <= position);
         let mut events = Vec::new();
         let mut scanned = position;
         for event in ring.events.range(start..) {
@@ -153,9 +178,9 @@ impl AuditTail {
                     caught_up: false,
                 });
             }
-            scanned = event.sequence;
-            if filter.matches(event) {
-                events.push(AuditEvent::clone(event));
+            scanned = event.event.sequence;
+            if filter.matches(&event.event) {
+                events.push(event.clone());
             }
         }
         Some(Slice {
@@ -193,7 +218,7 @@ mod tests {
         let read = events.last().map_or(floor, |e| e.sequence);
         AuditTail {
             ring: Arc::new(RwLock::new(Ring {
-                events: events.into_iter().map(Arc::new).collect(),
+                events: events.into_iter().map(SharedEvent::new).collect(),
                 floor,
                 read,
             })),
@@ -227,11 +252,11 @@ mod tests {
             ..AuditFilter::default()
         };
         let first = tail.after(10, &filter, 2).unwrap();
-        let got: Vec<i64> = first.events.iter().map(|e| e.sequence).collect();
+        let got: Vec<i64> = first.events.iter().map(|e| e.event.sequence).collect();
         assert_eq!(got, vec![12, 14]);
         assert!(!first.caught_up);
         let rest = tail.after(first.scanned, &filter, 100).unwrap();
-        let got: Vec<i64> = rest.events.iter().map(|e| e.sequence).collect();
+        let got: Vec<i64> = rest.events.iter().map(|e| e.event.sequence).collect();
         assert_eq!(got, vec![16, 18, 20]);
         assert!(rest.caught_up);
         assert_eq!(rest.scanned, 20);

@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub use admin::{NewUser, TypeChanged, UserPage};
 pub use api_keys::{GeneratedKey, VerifiedKey};
 pub use audit::{AuditSubscription, StreamEnd, StreamFrom};
+pub use audit_tail::SharedEvent;
 pub use caller::Caller;
 pub use checks::EffectivePermissions;
 pub use portals::{PortalPage, PortalView, RealmCreated};

@@ -2,8 +2,11 @@
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
+pub mod stream_frame;
+
 pub mod v1 {
     tonic::include_proto!("portal_access.v1");
+    pub use super::stream_frame::StreamAuditEventsResponse;
 }
 
 /// Every file of the contract, for `grpc.reflection`.
