@@ -232,6 +232,15 @@ impl Producer {
                 };
             for event in page {
                 let sequence = event.event.sequence;
+                // Room in the buffer is the usual case: no timer for it.
+                let event = match self.events.try_send(event) {
+                    Ok(()) => {
+                        self.last = sequence;
+                        continue;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return None,
+                    Err(mpsc::error::TrySendError::Full(event)) => event,
+                };
                 tokio::select! {
                     sent = self.events.send_timeout(event, stall) => match sent {
                         Ok(()) => self.last = sequence,

@@ -23,7 +23,7 @@ use crate::domain::audit::AuditEvent;
 use crate::store::{AuditFilter, EventPosition, Store};
 
 /// Events kept in memory.
-const CAPACITY: usize = 4096;
+const CAPACITY: usize = 8192;
 /// Events read from the table per query.
 const PAGE: u64 = 1024;
 /// How often the tail re-reads the table without any wake-up.
