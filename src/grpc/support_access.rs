@@ -404,9 +404,8 @@ impl SupportAccessService for SupportAccessApi {
 fn audit_stream(subscription: AuditSubscription) -> AuditStream {
     let AuditSubscription { events, end } = subscription;
     let events = ReceiverStream::new(events).map(|shared| {
-        let wire = shared.wire_form(|event| {
-            pb::StreamAuditEventsResponse::encode_event(&event_to_proto(event))
-        });
+        let wire = shared
+            .wire_form(|event| pb::StreamAuditEventsResponse::encode_event(&event_to_proto(event)));
         Ok(pb::StreamAuditEventsResponse::from_encoded(wire))
     });
     let ending = tokio_stream::once(end).then(|end| async move {

@@ -125,10 +125,9 @@ mod tests {
     #[test]
     fn encoded_once_is_the_same_message_on_the_wire() {
         let plain = StreamAuditEventsResponse::new(event()).encode_to_vec();
-        let shared =
-            StreamAuditEventsResponse::from_encoded(StreamAuditEventsResponse::encode_event(
-                &event(),
-            ));
+        let shared = StreamAuditEventsResponse::from_encoded(
+            StreamAuditEventsResponse::encode_event(&event()),
+        );
         assert_eq!(shared.encoded_len(), plain.len());
         assert_eq!(shared.encode_to_vec(), plain);
         let decoded = StreamAuditEventsResponse::decode(plain.as_slice()).unwrap();

@@ -220,7 +220,11 @@ impl Producer {
                                 self.scanned = last.sequence;
                             }
                             let caught_up = (page.len() as u64) < PAGE;
-                            (page.into_iter().map(SharedEvent::new).collect(), caught_up, false)
+                            (
+                                page.into_iter().map(SharedEvent::new).collect(),
+                                caught_up,
+                                false,
+                            )
                         }
                         Err(error) => {
                             return Some(StreamEnd::Failed {

@@ -167,7 +167,9 @@ impl AuditTail {
         if position < ring.floor {
             return None;
         }
-        let start = ring.events.partition_point(|e| e.event.sequence <= position);
+        let start = ring
+            .events
+            .partition_point(|e| e.event.sequence <= position);
         let mut events = Vec::new();
         let mut scanned = position;
         for event in ring.events.range(start..) {

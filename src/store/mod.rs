@@ -294,7 +294,9 @@ impl WriteTx {
             self.backend,
             self.now,
             self.events,
-            self.audit_heads.into_inner().unwrap_or_else(|e| e.into_inner()),
+            self.audit_heads
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner()),
         )
         .await?;
         self.tx.commit().await.map_err(db_error)?;
