@@ -9,14 +9,14 @@
 //! stall timeout) cover the rest.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tower_service::Service;
+
+use super::middleware::{BoxFuture, GrpcService, take_ready};
 
 use crate::error::{Error, Reason};
 use crate::metrics::Metrics;
@@ -56,15 +56,9 @@ pub struct Admission<S> {
     database: Reachability,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S> Service<http::Request<Body>> for Admission<S>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: GrpcService,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -100,8 +94,7 @@ where
                 }
             }
         };
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         Box::pin(async move {
             let response = inner.call(request).await;
             drop(slot);

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod auth;
 pub mod convert;
 pub mod cursor;
+mod middleware;
 pub mod observe;
 pub mod page_token;
 pub mod portal;

@@ -8,7 +8,6 @@
 //! whole stream, and its code comes from the trailers.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -20,11 +19,13 @@ use opentelemetry::trace::{TraceContextExt, TraceId};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tonic::body::Body;
 use tower_service::Service;
+
+use super::middleware::{BoxFuture, GrpcService, take_ready};
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::domain::Principal;
-use crate::grpc::status::code_name;
+use crate::grpc::status::{code_name, grpc_status};
 use crate::metrics::Metrics;
 
 /// The response header (or trailer) that carries the trace id of a failed call.
@@ -47,15 +48,9 @@ pub struct Observed<S> {
     inner: S,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S> Service<http::Request<Body>> for Observed<S>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: GrpcService,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -88,8 +83,7 @@ where
         let trace_id = trace_id(&span, &parent);
         span.record("trace_id", tracing::field::display(&trace_id));
 
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let call = CallRecord::start(span.clone(), started, path, trace_id);
         let future = span.in_scope(|| inner.call(request));
         Box::pin(async move {
@@ -97,7 +91,7 @@ where
             let Ok(response) = tracing::Instrument::instrument(future, span).await;
             let (mut parts, body) = response.into_parts();
             // Errors are sent "trailers only": the status is in the headers.
-            if let Some(code) = header_code(&parts.headers) {
+            if let Some(code) = grpc_status(&parts.headers) {
                 if code != tonic::Code::Ok {
                     insert_trace_id(&mut parts.headers, &call.trace_id);
                 }
@@ -144,14 +138,6 @@ pub fn record_principal(principal: &Principal) {
     if let Principal::Account { realm_id, .. } = principal {
         span.record("realm", tracing::field::display(realm_id));
     }
-}
-
-fn header_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
-    headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok())
-        .map(tonic::Code::from)
 }
 
 fn insert_trace_id(headers: &mut http::HeaderMap, trace_id: &str) {
@@ -244,7 +230,7 @@ impl HttpBody for ObservedBody {
                 let Ok(mut trailers) = frame.into_trailers() else {
                     unreachable!("checked to be trailers")
                 };
-                let code = header_code(&trailers).unwrap_or(tonic::Code::Unknown);
+                let code = grpc_status(&trailers).unwrap_or(tonic::Code::Unknown);
                 if let Some(mut call) = self.call.take() {
                     if code != tonic::Code::Ok {
                         insert_trace_id(&mut trailers, &call.trace_id);

@@ -14,8 +14,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
@@ -24,6 +22,8 @@ use prost::Message;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tower_service::Service;
+
+use super::middleware::{BoxFuture, GrpcService, take_ready};
 
 use crate::app::MAX_MESSAGE_BYTES;
 use crate::domain::Principal;
@@ -46,15 +46,9 @@ impl<S: NamedService> NamedService for SessionLogged<S> {
     const NAME: &'static str = S::NAME;
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S> Service<http::Request<Body>> for SessionLogged<S>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: GrpcService,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -73,9 +67,7 @@ where
             }) => Some((*account_id, agent.clone())),
             _ => None,
         };
-        // The ready service answers this call; a fresh clone waits for the next.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let Some((account_id, agent)) = support else {
             return Box::pin(inner.call(request));
         };
@@ -123,13 +115,8 @@ fn rpc_name(path: &str) -> String {
 /// The gRPC status name of a finished call. Errors are sent "trailers
 /// only", with the status in the headers; a unary success has none there.
 fn outcome(response: &http::Response<Body>) -> &'static str {
-    let code = response
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok())
-        .unwrap_or(0);
-    crate::grpc::status::code_name(tonic::Code::from(code))
+    let code = super::status::grpc_status(response.headers()).unwrap_or(tonic::Code::Ok);
+    super::status::code_name(code)
 }
 
 /// For each RPC path, its request's top-level string fields that name

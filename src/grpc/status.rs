@@ -42,6 +42,16 @@ impl From<Error> for Status {
     }
 }
 
+/// The status of a call from its headers (a "trailers only" error) or
+/// trailers; `None` where there is none yet.
+pub fn grpc_status(headers: &http::HeaderMap) -> Option<GrpcCode> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(GrpcCode::from)
+}
+
 /// The canonical name of a gRPC code, as logs and metrics spell it.
 pub fn code_name(code: GrpcCode) -> &'static str {
     match code {

@@ -741,15 +741,15 @@ impl Services {
         Ok(())
     }
 
-    /// S2, S8: ends grants past expiry (deleting their temporary admins) and
-    /// pending requests past expiry, recording each exactly once even when
-    /// several replicas sweep at the same moment: each is ended by a
-    /// conditional update under the realm lock, and a loser sees 0 rows.
     /// Grants in force now (the active-grants gauge).
     pub async fn active_grant_count(&self) -> Result<u64> {
         self.store.active_grant_count(self.now()).await
     }
 
+    /// S2, S8: ends grants past expiry (deleting their temporary admins) and
+    /// pending requests past expiry, recording each exactly once even when
+    /// several replicas sweep at the same moment: each is ended by a
+    /// conditional update under the realm lock, and a loser sees 0 rows.
     pub async fn sweep_once(&self) -> Result<SweepReport> {
         let mut report = SweepReport::default();
         loop {

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
@@ -154,11 +154,12 @@ impl Store {
         Ok(())
     }
 
-    /// A cheap round trip, for health.
+    /// Whether the periodic check last found the database answering.
     pub fn reachability(&self) -> &Reachability {
         &self.reachable
     }
 
+    /// A cheap round trip, for health.
     pub async fn ping(&self) -> bool {
         self.db.ping().await.is_ok()
     }
@@ -325,13 +326,5 @@ impl WriteTx {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(realm_id, head.to_owned());
-    }
-}
-
-#[allow(dead_code)]
-fn backend_of(db: DbBackend) -> Backend {
-    match db {
-        DbBackend::Postgres => Backend::Postgres,
-        _ => Backend::Sqlite,
     }
 }
