@@ -13,10 +13,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{Channel, Principal, Scope, principal::SupportAgent};
+use crate::domain::{Channel, DisplayName, Principal, Scope, principal::SupportAgent};
 use crate::error::{Error, Reason, Result};
 
-/// Clock skew we tolerate on `exp`.
+/// Clock skew we tolerate on `exp`, `nbf` and `iat`.
 const LEEWAY_SECONDS: u64 = 5;
 
 /// The claims of SPEC §2, exactly as named there.
@@ -27,6 +27,9 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Not valid before (SPEC §5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     pub sub: String,
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,14 +157,18 @@ impl TokenKeys {
 
     /// Checks signature, `exp`, `iss` and `aud`, then the claims of the kind.
     pub fn verify(&self, token: &str) -> Result<Principal> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        self.verify_with_expiry(token)
+            .map(|(principal, _)| principal)
+    }
+
+    /// [`Self::verify`], with the token's `exp` (seconds since the epoch):
+    /// a stream ends when its token does (L8).
+    pub fn verify_with_expiry(&self, token: &str) -> Result<(Principal, u64)> {
+        let now = now_seconds();
         if let Some((principal, exp)) = self.verified.read().expect("token lock").get(token)
             && now <= exp + LEEWAY_SECONDS
         {
-            return Ok(principal.clone());
+            return Ok((principal.clone(), *exp));
         }
         let (principal, exp) = self.verify_signature(token)?;
         let mut verified = self.verified.write().expect("token lock");
@@ -169,7 +176,7 @@ impl TokenKeys {
             verified.clear();
         }
         verified.insert(token.to_owned(), (principal.clone(), exp));
-        Ok(principal)
+        Ok((principal, exp))
     }
 
     fn verify_signature(&self, token: &str) -> Result<(Principal, u64)> {
@@ -180,18 +187,30 @@ impl TokenKeys {
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
+        // SPEC §5: a token that is not valid yet is refused like an expired one.
+        validation.validate_nbf = true;
 
         let mut last_error = invalid("the token is signed with an unknown key");
         for candidate in self.verifying.iter().filter(|k| k.algorithm == header.alg) {
             match jsonwebtoken::decode::<Claims>(token, &candidate.key, &validation) {
                 Ok(data) => {
                     let exp = data.claims.exp;
+                    if data
+                        .claims
+                        .iat
+                        .is_some_and(|iat| iat > now_seconds() + LEEWAY_SECONDS)
+                    {
+                        return Err(invalid("the token's iat is in the future"));
+                    }
                     return principal_from(data.claims).map(|p| (p, exp));
                 }
                 Err(e) => match e.kind() {
                     ErrorKind::InvalidSignature => continue,
                     ErrorKind::ExpiredSignature => {
                         return Err(Error::new(Reason::TokenExpired, "the token has expired"));
+                    }
+                    ErrorKind::ImmatureSignature => {
+                        return Err(invalid("the token is not valid yet (nbf)"));
                     }
                     ErrorKind::InvalidIssuer => {
                         return Err(invalid("the token's iss is not accepted"));
@@ -208,6 +227,22 @@ impl TokenKeys {
         }
         Err(last_error)
     }
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// A `name` claim ends up in stored records (access requests, audit
+/// events), so it obeys the rules for names (SPEC §5).
+fn name_claim(name: Option<String>) -> Result<String> {
+    let name = name.ok_or_else(|| invalid("the token lacks the name claim"))?;
+    DisplayName::parse(&name)
+        .map(|n| n.as_str().to_owned())
+        .map_err(|e| invalid(format!("the token's name claim {}", e.description)))
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -238,7 +273,7 @@ fn principal_from(claims: Claims) -> Result<Principal> {
                 (None, None) => None,
                 (Some(agent), Some(name)) if !name.trim().is_empty() => Some(SupportAgent {
                     id: uuid_claim(Some(agent), "agent")?,
-                    name,
+                    name: name_claim(Some(name))?,
                 }),
                 _ => {
                     return Err(Error::new(
@@ -263,10 +298,7 @@ fn principal_from(claims: Claims) -> Result<Principal> {
         }),
         "support_agent" => Ok(Principal::SupportAgent(SupportAgent {
             id: sub,
-            name: claims
-                .name
-                .filter(|n| !n.trim().is_empty())
-                .ok_or_else(|| invalid("the token lacks the name claim"))?,
+            name: name_claim(claims.name)?,
         })),
         "operator" => Ok(Principal::Operator { operator_id: sub }),
         "service" => {
@@ -334,6 +366,63 @@ mod tests {
         assert_eq!(
             keys.verify(&token).unwrap_err().reason,
             Reason::SupportAgentClaimsMissing
+        );
+    }
+
+    fn claims(keys: &TokenKeys) -> Claims {
+        Claims::new(keys, "operator", Uuid::new_v4(), Duration::from_secs(3600))
+    }
+
+    #[test]
+    fn token_not_valid_yet_is_refused() {
+        let keys = keys();
+        let mut claims = claims(&keys);
+        claims.nbf = Some(now_seconds() + 3600);
+        let error = keys.verify(&keys.mint(&claims).unwrap()).unwrap_err();
+        assert_eq!(error.reason, Reason::InvalidToken);
+        assert!(error.message.contains("nbf"), "{}", error.message);
+        // Within the leeway it is accepted.
+        claims.nbf = Some(now_seconds() + 2);
+        keys.verify(&keys.mint(&claims).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn token_issued_in_the_future_is_refused() {
+        let keys = keys();
+        let mut claims = claims(&keys);
+        claims.iat = Some(now_seconds() + 3600);
+        let error = keys.verify(&keys.mint(&claims).unwrap()).unwrap_err();
+        assert_eq!(error.reason, Reason::InvalidToken);
+        assert!(error.message.contains("iat"), "{}", error.message);
+    }
+
+    #[test]
+    fn stored_name_claims_obey_the_name_rules() {
+        let keys = keys();
+        for bad in ["Sam\u{1b}[31m", "a\nb", &"x".repeat(201)] {
+            let mut claims = Claims::new(
+                &keys,
+                "support_agent",
+                Uuid::new_v4(),
+                Duration::from_secs(60),
+            );
+            claims.name = Some(bad.to_string());
+            let error = keys.verify(&keys.mint(&claims).unwrap()).unwrap_err();
+            assert_eq!(error.reason, Reason::InvalidToken, "{bad:?}");
+        }
+        let mut claims = Claims::new(
+            &keys,
+            "support_agent",
+            Uuid::new_v4(),
+            Duration::from_secs(60),
+        );
+        claims.name = Some("  Sam Support ".into());
+        assert_eq!(
+            keys.verify(&keys.mint(&claims).unwrap()).unwrap(),
+            Principal::SupportAgent(SupportAgent {
+                id: Uuid::parse_str(&claims.sub).unwrap(),
+                name: "Sam Support".into()
+            })
         );
     }
 

@@ -1,5 +1,5 @@
 //! Who may give whom which user type and permissions (A2, A3, A10, A11,
-//! A13-A16, A18, S10). Every route that creates or changes an account goes
+//! A13-A16, A18, A20, S10). Every route that creates or changes an account goes
 //! through [`Grantor::authorize`]: create, invite, bulk import, the API, a
 //! type change and a permission change. No route builds its own check.
 
@@ -135,6 +135,12 @@ impl Grantor<'_> {
         }
     }
 
+    /// Whether the grantor administers every portal of the realm (a
+    /// top-level admin, or the top-level portal's key).
+    pub fn sees_whole_realm(&self) -> bool {
+        self.is_top_level()
+    }
+
     /// Whether the grantor administers some portal the target belongs to.
     pub fn administers(&self, target: &Standing, now: DateTime<Utc>) -> bool {
         self.is_top_level()
@@ -217,6 +223,9 @@ impl Grantor<'_> {
                     let settings = settings.or(target_is_admin.then_some(current_settings));
                     let settings_access =
                         self.settings_for_admin(current_settings, settings, false, is_self)?;
+                    if settings_access != current_settings {
+                        self.require_every_admin_portal(target, now)?;
+                    }
                     Ok(Decision {
                         settings_access,
                         drop_sub_portal_memberships: into_top,
@@ -247,6 +256,9 @@ impl Grantor<'_> {
                 let is_self = self.account_id() == Some(target.account.id);
                 let settings_access =
                     self.settings_for_admin(current_settings, Some(on), false, is_self)?;
+                if settings_access != current_settings {
+                    self.require_every_admin_portal(target, now)?;
+                }
                 Ok(Decision {
                     settings_access,
                     may_remove_full_top_level_admin: target_full_top && !on,
@@ -289,6 +301,27 @@ impl Grantor<'_> {
                     ..unchanged
                 })
             }
+        }
+    }
+
+    /// A20: settings access is one option on the whole account (A9, A12),
+    /// so changing it needs authority over every portal where the target is
+    /// an admin, not just one of them.
+    fn require_every_admin_portal(
+        &self,
+        target: &Standing,
+        now: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
+        let everywhere = self.is_top_level()
+            || target
+                .memberships
+                .iter()
+                .filter(|m| m.user_type == UserType::Admin)
+                .all(|m| self.is_admin_in(m.portal_id, now));
+        if everywhere {
+            Ok(())
+        } else {
+            Err(Refusal::PrivilegeEscalation)
         }
     }
 
@@ -592,6 +625,71 @@ mod tests {
                 Err(Refusal::TopLevelAdminProtected)
             );
         }
+    }
+
+    #[test]
+    fn a20_settings_access_needs_every_portal_where_the_target_is_admin() {
+        // SA: full admin of SUB_A only. SB: limited admin of SUB_B, learner
+        // in SUB_A. SC: full admin of SUB_B, learner in SUB_A.
+        let sa = person(1, true, &[(SUB_A, UserType::Admin)]);
+        let sb = person(
+            2,
+            false,
+            &[(SUB_A, UserType::Learner), (SUB_B, UserType::Admin)],
+        );
+        let sc = person(
+            3,
+            true,
+            &[(SUB_A, UserType::Learner), (SUB_B, UserType::Admin)],
+        );
+        let g = interactive(&sa);
+        let now = Utc::now();
+        assert_eq!(
+            g.authorize(Some(&sb), Change::SetSettingsAccess(true), realm(), now),
+            Err(Refusal::PrivilegeEscalation)
+        );
+        assert_eq!(
+            g.authorize(Some(&sc), Change::SetSettingsAccess(false), realm(), now),
+            Err(Refusal::PrivilegeEscalation)
+        );
+        let promote = |settings| Change::SetType {
+            portal_id: id(SUB_A),
+            user_type: UserType::Admin,
+            settings,
+        };
+        assert_eq!(
+            g.authorize(Some(&sb), promote(Some(true)), realm(), now),
+            Err(Refusal::PrivilegeEscalation)
+        );
+        assert_eq!(
+            g.authorize(Some(&sc), promote(Some(false)), realm(), now),
+            Err(Refusal::PrivilegeEscalation)
+        );
+        // Making SB an admin of SUB_A without touching the option is fine,
+        // and so is an unchanged value.
+        assert!(g.authorize(Some(&sb), promote(None), realm(), now).is_ok());
+        assert!(
+            g.authorize(Some(&sc), Change::SetSettingsAccess(true), realm(), now)
+                .is_ok()
+        );
+        // A top-level admin administers every portal; an admin of both
+        // sub-portals does too.
+        let top = person(4, true, &[(TOP, UserType::Admin)]);
+        assert!(
+            interactive(&top)
+                .authorize(Some(&sb), Change::SetSettingsAccess(true), realm(), now)
+                .is_ok()
+        );
+        let both = person(
+            5,
+            true,
+            &[(SUB_A, UserType::Admin), (SUB_B, UserType::Admin)],
+        );
+        assert!(
+            interactive(&both)
+                .authorize(Some(&sb), Change::SetSettingsAccess(true), realm(), now)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -40,12 +40,18 @@ impl Interceptor for Authenticator {
                     "authorization must be \"Bearer <token>\"",
                 )
             })?;
-        let principal = self.keys.verify(token.trim())?;
+        let (principal, exp) = self.keys.verify_with_expiry(token.trim())?;
         crate::grpc::observe::record_principal(&principal);
         request.extensions_mut().insert(principal);
+        request.extensions_mut().insert(TokenExpiry(exp));
         Ok(request)
     }
 }
+
+/// The verified token's `exp` (seconds since the epoch): long-lived calls
+/// end when it passes (L8).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenExpiry(pub u64);
 
 /// The principal the interceptor stored.
 pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {

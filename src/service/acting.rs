@@ -125,3 +125,24 @@ pub(crate) async fn account_in(tx: &WriteTx, realm: &Realm, account_id: Uuid) ->
         .await?
         .ok_or_else(|| Error::not_found(Reason::UserNotFound, "user", account_id))
 }
+
+/// The account a change is aimed at. SPEC §5: a caller who does not see
+/// the whole realm is refused the same way whether the account exists or
+/// lies outside its portals (the grant function refuses the latter).
+pub(crate) async fn target_in(
+    tx: &WriteTx,
+    realm: &Realm,
+    acting: &Acting,
+    account_id: Uuid,
+) -> Result<Standing> {
+    match tx.standing(realm.id, account_id).await? {
+        Some(target) => Ok(target),
+        None if acting.grantor().sees_whole_realm() => {
+            Err(Error::not_found(Reason::UserNotFound, "user", account_id))
+        }
+        None => Err(Error::permission_denied(
+            Reason::AdminRequired,
+            "changing an account needs admin rights in one of its portals",
+        )),
+    }
+}

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use super::acting::{Acting, account_in, lock_and_act, portal_in};
+use super::acting::{Acting, account_in, lock_and_act, portal_in, target_in};
 use super::{Caller, RequestId, Services};
 use crate::domain::admin_rules::{Change, Decision, LastAdminGuard, RealmFacts};
 use crate::domain::audit::{Actor, NewAuditEvent, action};
@@ -126,26 +126,33 @@ impl Services {
         })
     }
 
-    /// An account the caller administers (or the caller itself).
+    /// An account the caller administers (or the caller itself). A21 and
+    /// SPEC §5: a caller who does not see the whole realm gets the same
+    /// PERMISSION_DENIED for an account it may not see and for one that
+    /// does not exist.
     pub async fn get_user(&self, caller: &Caller, user_id: Uuid) -> Result<Standing> {
-        let not_found = || Error::not_found(Reason::UserNotFound, "user", user_id);
         let realm_id = super::acting::realm_of(caller)?;
-        let target = self
-            .store
-            .standing(realm_id, user_id)
-            .await?
-            .ok_or_else(not_found)?;
-        let now = self.now();
-        let visible = match caller {
-            Caller::Account { standing, .. } if standing.account.id == user_id => true,
-            _ => self
-                .reader_grantor(caller)
-                .is_some_and(|g| g.grantor().administers(&target, now)),
-        };
-        if !visible {
-            return Err(not_found());
+        if let Some(me) = caller.standing()
+            && me.account.id == user_id
+        {
+            return Ok(me.clone());
         }
-        Ok(self.visible_part(caller, target))
+        let target = self.store.standing(realm_id, user_id).await?;
+        let now = self.now();
+        let reader = self.reader_grantor(caller);
+        let reader = reader.as_ref().map(Acting::grantor);
+        match (target, reader) {
+            (Some(target), Some(reader)) if reader.administers(&target, now) => {
+                Ok(self.visible_part(caller, target))
+            }
+            (None, Some(reader)) if reader.sees_whole_realm() => {
+                Err(Error::not_found(Reason::UserNotFound, "user", user_id))
+            }
+            _ => Err(Error::permission_denied(
+                Reason::AdminRequired,
+                "reading an account needs admin rights in one of its portals",
+            )),
+        }
     }
 
     /// A6, S10: a portal's users for one of its admins. Top-level admins are
@@ -227,7 +234,7 @@ impl Services {
         let mut tx = self.store.begin_write(now).await?;
         let (realm, acting) = lock_and_act(&tx, caller).await?;
         let portal = portal_in(&tx, &realm, portal_id).await?;
-        let target = account_in(&tx, &realm, user_id).await?;
+        let target = target_in(&tx, &realm, &acting, user_id).await?;
         let change = Change::SetType {
             portal_id: portal.id,
             user_type,
@@ -292,7 +299,7 @@ impl Services {
         let mut tx = self.store.begin_write(now).await?;
         let (realm, acting) = lock_and_act(&tx, caller).await?;
         let portal = portal_in(&tx, &realm, portal_id).await?;
-        let target = account_in(&tx, &realm, user_id).await?;
+        let target = target_in(&tx, &realm, &acting, user_id).await?;
         let decision = acting.grantor().authorize(
             Some(&target),
             Change::Remove {
@@ -326,7 +333,7 @@ impl Services {
         let now = self.now();
         let mut tx = self.store.begin_write(now).await?;
         let (realm, acting) = lock_and_act(&tx, caller).await?;
-        let target = account_in(&tx, &realm, user_id).await?;
+        let target = target_in(&tx, &realm, &acting, user_id).await?;
         let decision =
             acting
                 .grantor()
@@ -363,7 +370,7 @@ impl Services {
         let now = self.now();
         let mut tx = self.store.begin_write(now).await?;
         let (realm, acting) = lock_and_act(&tx, caller).await?;
-        let target = account_in(&tx, &realm, user_id).await?;
+        let target = target_in(&tx, &realm, &acting, user_id).await?;
         let decision = acting.grantor().authorize(
             Some(&target),
             Change::SetSettingsAccess(on),

@@ -220,6 +220,11 @@ impl Services {
     /// A portal the caller can see; anything else is NOT_FOUND.
     pub async fn get_portal(&self, caller: &Caller, portal_id: Uuid) -> Result<PortalView> {
         let not_found = || Error::not_found(Reason::PortalNotFound, "portal", portal_id);
+        // SPEC §5: the kind first, so no id's existence leaks to a caller
+        // who may not ask.
+        if matches!(caller, Caller::Other(_)) && !caller.is_operator() {
+            return Err(wrong_kind(caller, "an operator or an account"));
+        }
         let portal = self.store.portal(portal_id).await?.ok_or_else(not_found)?;
         let sees_settings = match caller {
             Caller::Other(_) if caller.is_operator() => true,

@@ -632,6 +632,11 @@ impl Services {
         page_size: u64,
     ) -> Result<LogPage> {
         let not_found = || Error::not_found(Reason::PortalNotFound, "portal", portal_id);
+        // SPEC §5: the kind first, so no id's existence leaks to a caller
+        // who may not ask.
+        if !matches!(caller, Caller::Account { .. }) {
+            return Err(wrong_kind(caller, "a top-level admin with settings access"));
+        }
         let portal = self.store.portal(portal_id).await?.ok_or_else(not_found)?;
         support_manager_of(caller, portal.realm_id).map_err(|e| {
             if e.reason == Reason::RealmNotFound {

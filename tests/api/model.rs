@@ -1,6 +1,6 @@
 //! Property test of the admin model: random sequences of operations by
 //! random actors over small realms, through gRPC, checked after every step
-//! against the invariants of SPEC A2-A18 and against a reference model
+//! against the invariants of SPEC A2-A18 and A20 and against a reference model
 //! written here from the rules' text, independently of `src/domain`.
 //!
 //! The model lists every rule an operation would break. The service must
@@ -135,6 +135,15 @@ impl Person {
     fn administers(&self, other: &Person) -> bool {
         self.top_admin() || other.memberships.keys().any(|p| self.admin_in(*p))
     }
+    /// A20: authority over the whole account, i.e. every portal where the
+    /// other is an admin.
+    fn administers_every_admin_portal_of(&self, other: &Person) -> bool {
+        other
+            .memberships
+            .iter()
+            .filter(|(_, k)| **k == Kind::Admin)
+            .all(|(p, _)| self.admin_in(*p))
+    }
 }
 
 /// The realm as the model sees it: account ids in creation order, `None`
@@ -178,6 +187,13 @@ fn predict(
     };
     let interactive = !bulk;
     let target_of = |index: u8| realm.ids[index as usize % realm.ids.len()].clone();
+    // SPEC §5: only a caller who sees the whole realm learns that an
+    // account does not exist.
+    let missing = if me.top_admin() {
+        "USER_NOT_FOUND"
+    } else {
+        "ADMIN_REQUIRED"
+    };
     let common = |target: &Person, same: bool, broken: &mut Vec<&'static str>| {
         if target.top_admin() && !me.top_admin() {
             broken.push("TOP_LEVEL_ADMIN_PROTECTED"); // A15
@@ -240,7 +256,7 @@ fn predict(
             let id = target_of(*target);
             let Some(them) = realm.people.get(&id) else {
                 return Expected {
-                    broken: vec!["USER_NOT_FOUND"],
+                    broken: vec![missing],
                     after,
                 };
             };
@@ -277,6 +293,9 @@ fn predict(
                     Some(wanted) => wanted,
                     None => interactive && me.settings,
                 };
+                if next.settings != them.settings && !me.administers_every_admin_portal_of(them) {
+                    broken.push("PRIVILEGE_ESCALATION"); // A20
+                }
                 if portal == TOP {
                     next.memberships.retain(|p, _| *p == TOP); // A18
                 }
@@ -295,7 +314,7 @@ fn predict(
             let id = target_of(*target);
             let Some(them) = realm.people.get(&id) else {
                 return Expected {
-                    broken: vec!["USER_NOT_FOUND"],
+                    broken: vec![missing],
                     after,
                 };
             };
@@ -312,6 +331,9 @@ fn predict(
                     broken.push("PRIVILEGE_ESCALATION");
                 }
             }
+            if *on != them.settings && !me.administers_every_admin_portal_of(them) {
+                broken.push("PRIVILEGE_ESCALATION"); // A20
+            }
             if them.full_top() && !on && realm.full_top_admins() <= 1 {
                 broken.push("LAST_ADMIN");
             }
@@ -321,7 +343,7 @@ fn predict(
             let id = target_of(*target);
             let Some(them) = realm.people.get(&id) else {
                 return Expected {
-                    broken: vec!["USER_NOT_FOUND"],
+                    broken: vec![missing],
                     after,
                 };
             };
@@ -345,7 +367,7 @@ fn predict(
             let id = target_of(*target);
             let Some(them) = realm.people.get(&id) else {
                 return Expected {
-                    broken: vec!["USER_NOT_FOUND"],
+                    broken: vec![missing],
                     after,
                 };
             };
