@@ -29,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".portal_access.v1.StreamAuditEventsResponse",
             "crate::proto::stream_frame::StreamAuditEventsResponse",
         )
+        // MALFORMED_REQUEST instead of INTERNAL for undecodable messages.
+        .codec_path("crate::grpc::codec::ProtobufCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

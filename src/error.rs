@@ -43,6 +43,7 @@ reasons! {
     // Bad input (SPEC §5); comes with BadRequest field violations.
     InvalidArgument => InvalidArgument, "INVALID_ARGUMENT";
     RequestIdReused => InvalidArgument, "REQUEST_ID_REUSED";
+    MalformedRequest => InvalidArgument, "MALFORMED_REQUEST";
     // Authentication (SPEC §2).
     MissingToken => Unauthenticated, "MISSING_TOKEN";
     InvalidToken => Unauthenticated, "INVALID_TOKEN";

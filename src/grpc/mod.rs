@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod codec;
 pub mod convert;
 pub mod cursor;
 mod middleware;

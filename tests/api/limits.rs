@@ -106,6 +106,52 @@ fn nested_groups(depth: usize) -> Vec<u8> {
     message
 }
 
+crate::both_databases! {
+    /// SPEC §5: a message that does not decode is the caller's fault.
+    /// Fails before the fix: INTERNAL "failed to decode Protobuf message",
+    /// no ErrorInfo.
+async fn undecodable_request_is_invalid_argument_not_internal(app) {
+    let world = world(app).await;
+    let grpc = tonic::client::Grpc::new(app.channel.clone());
+    let call = |body: Vec<u8>, path: &'static str| {
+        let mut grpc = grpc.clone();
+        let request = with_token(body, &world.realm.admin_token);
+        async move {
+            grpc.ready().await.unwrap();
+            grpc.unary(request, http::uri::PathAndQuery::from_static(path), RawCodec)
+                .await
+        }
+    };
+    let cases: [(&str, Vec<u8>, &'static str); 3] = [
+        // portal_id (field 1, a string) holding invalid UTF-8.
+        (
+            "invalid UTF-8",
+            vec![0x0a, 0x02, 0xff, 0xfe],
+            "/portal_access.v1.AdminService/CheckPermission",
+        ),
+        // display_name (field 4) announcing 100 bytes and carrying 3.
+        (
+            "truncated field",
+            vec![0x22, 0x64, b'a', b'b', b'c'],
+            "/portal_access.v1.AdminService/CreateUser",
+        ),
+        // A varint that never ends.
+        (
+            "endless varint",
+            vec![0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            "/portal_access.v1.SupportAccessService/ListAccessRequests",
+        ),
+    ];
+    for (what, body, path) in cases {
+        let status = call(body, path).await.expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert_eq!(reason(&status), "MALFORMED_REQUEST", "{what}");
+    }
+    still_serving(app, &world).await;
+    assert_eq!(app.count("accounts").await, 1, "nothing was created");
+}
+}
+
 #[tokio::test]
 async fn deeply_nested_message_is_refused_and_the_server_carries_on() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
@@ -131,7 +177,8 @@ async fn deeply_nested_message_is_refused_and_the_server_carries_on() {
     let shallow = call(10).await.expect_err("an empty request is invalid");
     assert_eq!(shallow.code(), Code::InvalidArgument, "{shallow:?}");
     let deep = call(10_000).await.expect_err("too deep to decode");
-    assert_ne!(deep.code(), Code::Ok);
+    assert_eq!(deep.code(), Code::InvalidArgument, "{deep:?}");
+    assert_eq!(reason(&deep), "MALFORMED_REQUEST");
     assert!(
         deep.message().contains("recursion limit"),
         "refused by prost's recursion limit: {deep:?}"
