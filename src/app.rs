@@ -23,6 +23,7 @@ use crate::grpc::admission::AdmissionLayer;
 use crate::grpc::auth::Authenticator;
 use crate::grpc::observe::ObserveLayer;
 use crate::grpc::portal::PortalApi;
+use crate::grpc::position_keys::PositionKeys;
 use crate::grpc::session_log::SessionLogged;
 use crate::grpc::support_access::SupportAccessApi;
 use crate::metrics::Metrics;
@@ -56,6 +57,7 @@ pub struct App {
     health_listener: Option<TcpListener>,
     services: Services,
     keys: Arc<TokenKeys>,
+    position_keys: Arc<PositionKeys>,
 }
 
 impl App {
@@ -67,7 +69,13 @@ impl App {
                 "PORTAL_ACCESS_DB_CHECK_INTERVAL must be more than 0".into(),
             ));
         }
+        if config.stream_progress_interval.is_zero() {
+            return Err(StartError(
+                "PORTAL_ACCESS_STREAM_PROGRESS_INTERVAL must be more than 0".into(),
+            ));
+        }
         let keys = Arc::new(load_token_keys(&config)?);
+        let position_keys = Arc::new(load_position_keys(&config)?);
         let store = Store::connect(&config.database_url, config.db_max_connections)
             .await
             .map_err(|e| StartError(format!("database: {}", e.message)))?;
@@ -90,12 +98,14 @@ impl App {
                         .map_err(|_| StartError("access request TTL is too long".into()))?,
                     stream_buffer: config.stream_buffer,
                     stream_stall_timeout: config.stream_stall_timeout,
+                    stream_progress_interval: config.stream_progress_interval,
                 },
             ),
             config,
             listener,
             health_listener,
             keys,
+            position_keys,
         })
     }
 
@@ -145,27 +155,36 @@ impl App {
         let services = self.services.clone();
         let portal = InterceptedService::new(
             SessionLogged::new(
-                PortalServiceServer::new(PortalApi::new(services.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                PortalServiceServer::new(PortalApi::new(
+                    services.clone(),
+                    self.position_keys.clone(),
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 services.clone(),
             ),
             auth.clone(),
         );
         let admin = InterceptedService::new(
             SessionLogged::new(
-                AdminServiceServer::new(AdminApi::new(services.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                AdminServiceServer::new(AdminApi::new(
+                    services.clone(),
+                    self.position_keys.clone(),
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 services.clone(),
             ),
             auth.clone(),
         );
         let support = InterceptedService::new(
             SessionLogged::new(
-                SupportAccessServiceServer::new(SupportAccessApi::new(services.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                SupportAccessServiceServer::new(SupportAccessApi::new(
+                    services.clone(),
+                    self.position_keys.clone(),
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 services.clone(),
             ),
             auth,
@@ -400,25 +419,8 @@ async fn watch_database(
 /// The token keys: the configured secret and public keys, or on the
 /// embedded SQLite default a secret generated once beside the database.
 pub fn load_token_keys(config: &Config) -> Result<TokenKeys, StartError> {
-    let mut pems = Vec::new();
-    for path in &config.jwt_public_keys {
-        pems.push(
-            std::fs::read(path).map_err(|e| {
-                StartError(format!("cannot read public key {}: {e}", path.display()))
-            })?,
-        );
-    }
-    let secret = match (&config.jwt_secret, config.generated_secret_path()) {
-        (Some(secret), _) => Some(secret.clone()),
-        (None, Some(path)) if pems.is_empty() => Some(generated_secret(&path)?),
-        (None, _) if !pems.is_empty() => None,
-        (None, _) => {
-            return Err(StartError(
-                "no token key: set PORTAL_ACCESS_JWT_SECRET or PORTAL_ACCESS_JWT_PUBLIC_KEYS"
-                    .into(),
-            ));
-        }
-    };
+    let pems = public_key_pems(config)?;
+    let secret = token_secret(config, !pems.is_empty())?;
     TokenKeys::new(
         secret.as_deref().map(str::as_bytes),
         &pems,
@@ -426,6 +428,57 @@ pub fn load_token_keys(config: &Config) -> Result<TokenKeys, StartError> {
         &config.jwt_audience,
     )
     .map_err(StartError)
+}
+
+fn public_key_pems(config: &Config) -> Result<Vec<Vec<u8>>, StartError> {
+    config
+        .jwt_public_keys
+        .iter()
+        .map(|path| {
+            std::fs::read(path)
+                .map_err(|e| StartError(format!("cannot read public key {}: {e}", path.display())))
+        })
+        .collect()
+}
+
+/// The HS256 secret: configured, or generated beside a SQLite database
+/// when no public key is configured either.
+fn token_secret(config: &Config, has_public_keys: bool) -> Result<Option<String>, StartError> {
+    match (&config.jwt_secret, config.generated_secret_path()) {
+        (Some(secret), _) => Ok(Some(secret.clone())),
+        (None, Some(path)) if !has_public_keys => Ok(Some(generated_secret(&path)?)),
+        (None, _) if has_public_keys => Ok(None),
+        (None, _) => Err(StartError(
+            "no token key: set PORTAL_ACCESS_JWT_SECRET or PORTAL_ACCESS_JWT_PUBLIC_KEYS".into(),
+        )),
+    }
+}
+
+/// The key page tokens and cursors are sealed with (SPEC §5): from
+/// PORTAL_ACCESS_PAGE_TOKEN_SECRET, else from the HS256 token secret, so
+/// every replica of a deployment derives the same one.
+pub fn load_position_keys(config: &Config) -> Result<PositionKeys, StartError> {
+    let material = match &config.page_token_secret {
+        Some(secret) => secret.clone(),
+        None => token_secret(config, !config.jwt_public_keys.is_empty())?.ok_or_else(|| {
+            StartError(
+                "no page-token secret: set PORTAL_ACCESS_PAGE_TOKEN_SECRET (tokens are verified with public keys only, so there is no HS256 secret to derive it from)"
+                    .into(),
+            )
+        })?,
+    };
+    if material.len() < 32 {
+        return Err(StartError(
+            "PORTAL_ACCESS_PAGE_TOKEN_SECRET must be at least 32 bytes".into(),
+        ));
+    }
+    Ok(PositionKeys::new(
+        material.as_bytes(),
+        config
+            .page_token_secret_previous
+            .as_deref()
+            .map(str::as_bytes),
+    ))
 }
 
 /// Reads the generated secret, or makes one (mode 0600) on first run.

@@ -142,6 +142,25 @@ pub struct Config {
     /// How long an audit stream waits on a client that takes nothing before ending it (L4).
     #[arg(long, env = "PORTAL_ACCESS_STREAM_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub stream_stall_timeout: Duration,
+    /// How often an idle audit stream sends a progress message with its cursor (L9; at most 10 s).
+    #[arg(long, env = "PORTAL_ACCESS_STREAM_PROGRESS_INTERVAL", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub stream_progress_interval: Duration,
+    /// Secret the page tokens and stream cursors are sealed with (SPEC §5); by default the HS256 token secret.
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_PAGE_TOKEN_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub page_token_secret: Option<String>,
+    /// The previous page-token secret, still accepted while clients hold positions sealed with it.
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_PAGE_TOKEN_SECRET_PREVIOUS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub page_token_secret_previous: Option<String>,
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "PORTAL_ACCESS_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,
@@ -239,6 +258,15 @@ impl fmt::Debug for Config {
             .field("access_request_ttl", &self.access_request_ttl)
             .field("stream_buffer", &self.stream_buffer)
             .field("stream_stall_timeout", &self.stream_stall_timeout)
+            .field("stream_progress_interval", &self.stream_progress_interval)
+            .field(
+                "page_token_secret",
+                &self.page_token_secret.as_ref().map(|_| "****"),
+            )
+            .field(
+                "page_token_secret_previous",
+                &self.page_token_secret_previous.as_ref().map(|_| "****"),
+            )
             .field("shutdown_grace", &self.shutdown_grace)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("db_check_interval", &self.db_check_interval)

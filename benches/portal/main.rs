@@ -526,14 +526,13 @@ async fn latest_cursor(
         .await
         .unwrap()
         .into_inner();
-    let mut cursor = from.to_owned();
-    // Replay until a short quiet spell: the stream has caught up.
-    while let Ok(Ok(Some(message))) =
-        tokio::time::timeout(Duration::from_millis(300), stream.message()).await
-    {
-        cursor = message.event.unwrap().cursor;
+    // Replay until the progress message says the stream has caught up (L9).
+    while let Ok(Some(message)) = stream.message().await {
+        if let Some(progress) = message.progress {
+            return progress.cursor;
+        }
     }
-    cursor
+    panic!("the stream ended before catching up")
 }
 
 /// Pages through a list (at most `pages` pages), timing each call:

@@ -112,7 +112,9 @@ pub async fn fan_out(
                     next = stream.message() => match next {
                         Ok(Some(message)) => {
                             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-                            let at = message.event.unwrap().occur_time.unwrap();
+                            // Progress messages (L9) carry no event.
+                            let Some(event) = message.event else { continue };
+                            let at = event.occur_time.unwrap();
                             let committed = Duration::new(at.seconds as u64, at.nanos as u32);
                             latencies.push(now.saturating_sub(committed).as_micros() as u64);
                         }

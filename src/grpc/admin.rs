@@ -16,11 +16,16 @@ use crate::service::{Caller, NewUser, Services};
 
 pub struct AdminApi {
     services: Services,
+    /// Seals page tokens and cursors (SPEC §5).
+    keys: std::sync::Arc<super::position_keys::PositionKeys>,
 }
 
 impl AdminApi {
-    pub fn new(services: Services) -> Self {
-        Self { services }
+    pub fn new(
+        services: Services,
+        keys: std::sync::Arc<super::position_keys::PositionKeys>,
+    ) -> Self {
+        Self { services, keys }
     }
 
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
@@ -97,7 +102,7 @@ impl AdminService for AdminApi {
         let page_size = v.check("page_size", PageSize::parse(req.page_size));
         v.finish()?;
         let (portal_id, page_size) = (portal_id.expect("checked"), page_size.expect("checked"));
-        let after = page_token::decode(&req.page_token, USERS_LIST, portal_id)?
+        let after = page_token::decode(&self.keys, &req.page_token, USERS_LIST, portal_id)?
             .map(|raw| {
                 uuid::Uuid::parse_str(&raw)
                     .map_err(|_| Error::invalid("page_token", "is not a page token of this list"))
@@ -111,7 +116,7 @@ impl AdminService for AdminApi {
             users: page.users.iter().map(user_to_proto).collect(),
             next_page_token: page
                 .next
-                .map(|id| page_token::encode(USERS_LIST, portal_id, &id.to_string()))
+                .map(|id| page_token::encode(&self.keys, USERS_LIST, portal_id, &id.to_string()))
                 .unwrap_or_default(),
         }))
     }

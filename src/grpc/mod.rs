@@ -11,6 +11,7 @@ mod middleware;
 pub mod observe;
 pub mod page_token;
 pub mod portal;
+pub mod position_keys;
 pub mod session_log;
 pub mod status;
 pub mod support_access;

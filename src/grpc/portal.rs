@@ -18,11 +18,16 @@ use crate::store::PortalPosition;
 
 pub struct PortalApi {
     services: Services,
+    /// Seals page tokens and cursors (SPEC §5).
+    keys: std::sync::Arc<super::position_keys::PositionKeys>,
 }
 
 impl PortalApi {
-    pub fn new(services: Services) -> Self {
-        Self { services }
+    pub fn new(
+        services: Services,
+        keys: std::sync::Arc<super::position_keys::PositionKeys>,
+    ) -> Self {
+        Self { services, keys }
     }
 
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
@@ -157,7 +162,7 @@ impl PortalService for PortalApi {
         let page_size = v.check("page_size", PageSize::parse(req.page_size));
         v.finish()?;
         let (realm_id, page_size) = (realm_id.expect("checked"), page_size.expect("checked"));
-        let after = page_token::decode(&req.page_token, PORTALS_LIST, realm_id)?
+        let after = page_token::decode(&self.keys, &req.page_token, PORTALS_LIST, realm_id)?
             .map(|raw| decode_position(&raw))
             .transpose()?;
         let page = self
@@ -168,7 +173,9 @@ impl PortalService for PortalApi {
             portals: page.portals.iter().map(portal_to_proto).collect(),
             next_page_token: page
                 .next
-                .map(|p| page_token::encode(PORTALS_LIST, realm_id, &encode_position(p)))
+                .map(|p| {
+                    page_token::encode(&self.keys, PORTALS_LIST, realm_id, &encode_position(p))
+                })
                 .unwrap_or_default(),
         }))
     }

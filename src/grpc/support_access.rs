@@ -2,6 +2,7 @@
 //! log and the audit stream.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
@@ -11,6 +12,7 @@ use uuid::Uuid;
 use super::auth::principal;
 use super::convert::{optional_uuid, parse_uuid, request_id, required_uuid};
 use super::page_token;
+use super::position_keys::PositionKeys;
 use super::support_convert::{
     access_result_to_proto, category_from_proto, duration_from_proto, event_to_proto,
     portal_access_to_proto, portal_ids_from_proto, request_to_proto, state_from_proto,
@@ -23,16 +25,22 @@ use crate::error::{Error, Reason, Violations};
 use crate::proto::v1::{self as pb, support_access_service_server::SupportAccessService};
 use crate::service::{
     AuditSubscription, Caller, NewAccessRequest, RequestView, Services, StreamEnd, StreamFrom,
+    StreamItem,
 };
 use crate::store::AuditFilter;
 
 pub struct SupportAccessApi {
     services: Services,
+    /// Seals page tokens and cursors (SPEC §5).
+    keys: std::sync::Arc<super::position_keys::PositionKeys>,
 }
 
 impl SupportAccessApi {
-    pub fn new(services: Services) -> Self {
-        Self { services }
+    pub fn new(
+        services: Services,
+        keys: std::sync::Arc<super::position_keys::PositionKeys>,
+    ) -> Self {
+        Self { services, keys }
     }
 
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
@@ -48,11 +56,12 @@ const PORTAL_ACCESS_LIST: &str = "portal_access";
 const LOGS_LIST: &str = "support_logs";
 
 fn page_position<T: std::str::FromStr>(
+    keys: &PositionKeys,
     token: &str,
     list: &str,
     scope: Uuid,
 ) -> Result<Option<T>, Error> {
-    page_token::decode(token, list, scope)?
+    page_token::decode(keys, token, list, scope)?
         .map(|raw| {
             raw.parse::<T>()
                 .map_err(|_| Error::invalid("page_token", "is not a page token of this list"))
@@ -130,6 +139,7 @@ impl SupportAccessService for SupportAccessApi {
         v.finish()?;
         let realm_id = realm_id.expect("checked");
         let before = page_position::<Uuid>(
+            &self.keys,
             &req.page_token,
             REQUESTS_LIST,
             realm_id.unwrap_or(Uuid::nil()),
@@ -150,6 +160,7 @@ impl SupportAccessService for SupportAccessApi {
                 .next
                 .map(|id| {
                     page_token::encode(
+                        &self.keys,
                         REQUESTS_LIST,
                         realm_id.unwrap_or(Uuid::nil()),
                         &id.to_string(),
@@ -182,7 +193,7 @@ impl SupportAccessService for SupportAccessApi {
         let page_size = v.check("page_size", PageSize::parse(req.page_size));
         v.finish()?;
         let realm_id = realm_id.expect("checked");
-        let after = page_token::decode(&req.page_token, PORTAL_ACCESS_LIST, realm_id)?
+        let after = page_token::decode(&self.keys, &req.page_token, PORTAL_ACCESS_LIST, realm_id)?
             .map(|raw| super::portal::decode_position(&raw))
             .transpose()?;
         let page = self
@@ -195,6 +206,7 @@ impl SupportAccessService for SupportAccessApi {
                 .next
                 .map(|p| {
                     page_token::encode(
+                        &self.keys,
                         PORTAL_ACCESS_LIST,
                         realm_id,
                         &super::portal::encode_position(p),
@@ -263,7 +275,7 @@ impl SupportAccessService for SupportAccessApi {
         let page_size = v.check("page_size", PageSize::parse(req.page_size));
         v.finish()?;
         let portal_id = portal_id.expect("checked");
-        let before = page_position::<i64>(&req.page_token, LOGS_LIST, portal_id)?;
+        let before = page_position::<i64>(&self.keys, &req.page_token, LOGS_LIST, portal_id)?;
         let page = self
             .services
             .list_support_access_logs(
@@ -274,10 +286,16 @@ impl SupportAccessService for SupportAccessApi {
             )
             .await?;
         Ok(Response::new(pb::ListSupportAccessLogsResponse {
-            events: page.events.iter().map(event_to_proto).collect(),
+            events: page
+                .events
+                .iter()
+                .map(|e| event_to_proto(&self.keys, e))
+                .collect(),
             next_page_token: page
                 .next
-                .map(|sequence| page_token::encode(LOGS_LIST, portal_id, &sequence.to_string()))
+                .map(|sequence| {
+                    page_token::encode(&self.keys, LOGS_LIST, portal_id, &sequence.to_string())
+                })
                 .unwrap_or_default(),
         }))
     }
@@ -322,7 +340,7 @@ impl SupportAccessService for SupportAccessApi {
             )
             .await?;
         Ok(Response::new(pb::RecordSupportActionResponse {
-            event: Some(event_to_proto(&event)),
+            event: Some(event_to_proto(&self.keys, &event)),
         }))
     }
 
@@ -350,6 +368,10 @@ impl SupportAccessService for SupportAccessApi {
         request: Request<pb::StreamAuditEventsRequest>,
     ) -> Result<Response<Self::StreamAuditEventsStream>, Status> {
         let caller = self.caller(&request).await?;
+        let token_expires_at = request
+            .extensions()
+            .get::<super::auth::TokenExpiry>()
+            .and_then(|exp| chrono::DateTime::from_timestamp(i64::try_from(exp.0).ok()?, 0));
         let req = request.into_inner();
         let mut v = Violations::new();
         let realm_id = v.check("realm_id", optional_uuid(&req.realm_id));
@@ -379,7 +401,7 @@ impl SupportAccessService for SupportAccessApi {
                 Some(StreamFrom::Now)
             }
             Some(pb::stream_audit_events_request::Start::AfterCursor(cursor)) => v
-                .check("after_cursor", super::cursor::decode(cursor))
+                .check("after_cursor", super::cursor::decode(&self.keys, cursor))
                 .map(StreamFrom::After),
         };
         v.finish()?;
@@ -393,41 +415,58 @@ impl SupportAccessService for SupportAccessApi {
                     categories,
                 },
                 from.expect("checked"),
+                token_expires_at,
             )
             .await?;
-        Ok(Response::new(audit_stream(subscription)))
+        Ok(Response::new(audit_stream(self.keys.clone(), subscription)))
     }
 }
 
-/// Events as messages, then the status that ended the stream, carrying the
-/// cursor to resume from (L4, and at shutdown).
-fn audit_stream(subscription: AuditSubscription) -> AuditStream {
+/// Events and progress as messages, then the status that ended the stream,
+/// carrying the cursor to resume from (L4, L8, and at shutdown).
+fn audit_stream(keys: Arc<PositionKeys>, subscription: AuditSubscription) -> AuditStream {
     let AuditSubscription { events, end } = subscription;
-    let events = ReceiverStream::new(events).map(|shared| {
-        let wire = shared
-            .wire_form(|event| pb::StreamAuditEventsResponse::encode_event(&event_to_proto(event)));
-        Ok(pb::StreamAuditEventsResponse::from_encoded(wire))
+    let item_keys = keys.clone();
+    let events = ReceiverStream::new(events).map(move |item| {
+        Ok(match item {
+            StreamItem::Event(shared) => {
+                let wire = shared.wire_form(|event| {
+                    pb::StreamAuditEventsResponse::encode_event(&event_to_proto(&item_keys, event))
+                });
+                pb::StreamAuditEventsResponse::from_encoded(wire)
+            }
+            StreamItem::Progress { through } => {
+                pb::StreamAuditEventsResponse::progress(pb::StreamProgress {
+                    cursor: super::cursor::encode(&item_keys, through),
+                    sequence: through,
+                })
+            }
+        })
     });
-    let ending = tokio_stream::once(end).then(|end| async move {
-        let status: Status = match end.await {
+    let ending = tokio_stream::once(end).then(move |end| {
+        let keys = keys.clone();
+        async move {
+            let cursor = |last| super::cursor::encode(&keys, last);
+            let status: Status = match end.await {
             Ok(StreamEnd::TooSlow { last }) => Error::new(
                 Reason::SubscriberTooSlow,
                 "the stream was ended because the client did not keep up; resume from the cursor",
             )
-            .with_metadata("cursor", super::cursor::encode(last))
+            .with_metadata("cursor", cursor(last))
             .into(),
             Ok(StreamEnd::ShuttingDown { last }) => Error::new(
                 Reason::ShuttingDown,
                 "the server is shutting down; resume from the cursor on another replica",
             )
-            .with_metadata("cursor", super::cursor::encode(last))
+            .with_metadata("cursor", cursor(last))
             .into(),
-            Ok(StreamEnd::Failed { error, last }) => error
-                .with_metadata("cursor", super::cursor::encode(last))
-                .into(),
+            Ok(StreamEnd::Failed { error, last }) => {
+                error.with_metadata("cursor", cursor(last)).into()
+            }
             Err(_) => Error::internal("audit stream producer ended without a reason").into(),
         };
-        Err(status)
+            Err(status)
+        }
     });
     Box::pin(events.chain(ending))
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::convert::{parse_uuid, timestamp};
 use super::cursor;
+use super::position_keys::PositionKeys;
 use crate::domain::InvalidValue;
 use crate::domain::audit::{ActorKind, AuditCategory, AuditEvent};
 use crate::domain::support::{AccessRequestState, MAX_BULK_PORTALS, SupportDuration, SupportGrant};
@@ -174,10 +175,10 @@ fn actor_kind_to_proto(kind: ActorKind) -> pb::ActorKind {
     }
 }
 
-pub fn event_to_proto(event: &AuditEvent) -> pb::AuditEvent {
+pub fn event_to_proto(keys: &PositionKeys, event: &AuditEvent) -> pb::AuditEvent {
     pb::AuditEvent {
         sequence: event.sequence,
-        cursor: cursor::encode(event.sequence),
+        cursor: cursor::encode(keys, event.sequence),
         event_id: event.id.to_string(),
         occur_time: Some(timestamp(event.occurred_at)),
         realm_id: event.realm_id.to_string(),

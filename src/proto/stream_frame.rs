@@ -9,14 +9,17 @@
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{DecodeContext, WireType, message, skip_field};
 
-use super::v1::AuditEvent;
+use super::v1::{AuditEvent, StreamProgress};
 
 const EVENT_TAG: u32 = 1;
+const PROGRESS_TAG: u32 = 2;
 
 #[derive(Clone, Default, PartialEq)]
 pub struct StreamAuditEventsResponse {
     /// The event; `None` in a message made by [`Self::from_encoded`].
     pub event: Option<AuditEvent>,
+    /// Where the stream stands (L9), in a message without an event.
+    pub progress: Option<StreamProgress>,
     /// The message's fields, encoded, when it was made from them.
     encoded: Option<Bytes>,
 }
@@ -25,7 +28,15 @@ impl StreamAuditEventsResponse {
     pub fn new(event: AuditEvent) -> Self {
         Self {
             event: Some(event),
-            encoded: None,
+            ..Self::default()
+        }
+    }
+
+    /// A progress message (L9).
+    pub fn progress(progress: StreamProgress) -> Self {
+        Self {
+            progress: Some(progress),
+            ..Self::default()
         }
     }
 
@@ -39,8 +50,8 @@ impl StreamAuditEventsResponse {
     /// A response that sends `encoded` (from [`Self::encode_event`]) as is.
     pub fn from_encoded(encoded: Bytes) -> Self {
         Self {
-            event: None,
             encoded: Some(encoded),
+            ..Self::default()
         }
     }
 }
@@ -49,6 +60,7 @@ impl std::fmt::Debug for StreamAuditEventsResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut out = f.debug_struct("StreamAuditEventsResponse");
         out.field("event", &self.event);
+        out.field("progress", &self.progress);
         if let Some(encoded) = &self.encoded {
             out.field("encoded_len", &encoded.len());
         }
@@ -63,6 +75,9 @@ impl prost::Message for StreamAuditEventsResponse {
             (None, Some(event)) => message::encode(EVENT_TAG, event, buf),
             (None, None) => {}
         }
+        if let Some(progress) = &self.progress {
+            message::encode(PROGRESS_TAG, progress, buf);
+        }
     }
 
     fn merge_field(
@@ -73,27 +88,41 @@ impl prost::Message for StreamAuditEventsResponse {
         ctx: DecodeContext,
     ) -> Result<(), prost::DecodeError> {
         self.encoded = None;
-        if tag == EVENT_TAG {
-            let event = self.event.get_or_insert_with(AuditEvent::default);
-            message::merge(wire_type, event, buf, ctx).map_err(|mut error| {
-                error.push("StreamAuditEventsResponse", "event");
-                error
-            })
-        } else {
-            skip_field(wire_type, tag, buf, ctx)
+        match tag {
+            EVENT_TAG => {
+                let event = self.event.get_or_insert_with(AuditEvent::default);
+                message::merge(wire_type, event, buf, ctx).map_err(|mut error| {
+                    error.push("StreamAuditEventsResponse", "event");
+                    error
+                })
+            }
+            PROGRESS_TAG => {
+                let progress = self.progress.get_or_insert_with(StreamProgress::default);
+                message::merge(wire_type, progress, buf, ctx).map_err(|mut error| {
+                    error.push("StreamAuditEventsResponse", "progress");
+                    error
+                })
+            }
+            _ => skip_field(wire_type, tag, buf, ctx),
         }
     }
 
     fn encoded_len(&self) -> usize {
-        match (&self.encoded, &self.event) {
+        let event = match (&self.encoded, &self.event) {
             (Some(encoded), _) => encoded.len(),
             (None, Some(event)) => message::encoded_len(EVENT_TAG, event),
             (None, None) => 0,
-        }
+        };
+        event
+            + self
+                .progress
+                .as_ref()
+                .map_or(0, |p| message::encoded_len(PROGRESS_TAG, p))
     }
 
     fn clear(&mut self) {
         self.event = None;
+        self.progress = None;
         self.encoded = None;
     }
 }
@@ -132,6 +161,52 @@ mod tests {
         assert_eq!(shared.encode_to_vec(), plain);
         let decoded = StreamAuditEventsResponse::decode(plain.as_slice()).unwrap();
         assert_eq!(decoded.event, Some(event()));
+    }
+
+    /// What prost would generate from the .proto for this message.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Generated {
+        #[prost(message, optional, tag = "1")]
+        event: Option<AuditEvent>,
+        #[prost(message, optional, tag = "2")]
+        progress: Option<StreamProgress>,
+    }
+
+    fn progress() -> StreamProgress {
+        StreamProgress {
+            cursor: "c99".into(),
+            sequence: 99,
+        }
+    }
+
+    #[test]
+    fn byte_for_byte_the_generated_encoding() {
+        let cases = [
+            (
+                StreamAuditEventsResponse::from_encoded(StreamAuditEventsResponse::encode_event(
+                    &event(),
+                )),
+                Generated {
+                    event: Some(event()),
+                    progress: None,
+                },
+            ),
+            (
+                StreamAuditEventsResponse::progress(progress()),
+                Generated {
+                    event: None,
+                    progress: Some(progress()),
+                },
+            ),
+        ];
+        for (ours, generated) in cases {
+            let wire = generated.encode_to_vec();
+            assert_eq!(ours.encode_to_vec(), wire);
+            assert_eq!(ours.encoded_len(), wire.len());
+            let decoded = StreamAuditEventsResponse::decode(wire.as_slice()).unwrap();
+            assert_eq!(decoded.event, generated.event);
+            assert_eq!(decoded.progress, generated.progress);
+        }
     }
 
     #[test]

@@ -19,9 +19,20 @@
 //! RESOURCE_EXHAUSTED and the cursor of the last event it was given (L4).
 //! The producer stops as soon as the client goes away, and every stream ends
 //! with UNAVAILABLE and its cursor when the server shuts down.
+//!
+//! L8: the right to read is not checked once at open. An account's stream
+//! re-authorizes before it hands over events whenever the read cache has
+//! seen a change (this replica at once, others through NOTIFY) and at least
+//! every second (the cache's bound), and ends when its token expires.
+//!
+//! L9: a progress message (the cursor the stream has looked through, no
+//! event) is sent when the replay reaches the live tail and whenever the
+//! stream has been idle for the progress interval.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -53,10 +64,20 @@ pub enum StreamEnd {
     Failed { error: Error, last: i64 },
 }
 
+/// One message of a stream.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    Event(Arc<SharedEvent>),
+    /// L9: every matching event up to this sequence has been sent.
+    Progress {
+        through: i64,
+    },
+}
+
 /// An open stream: events in order, then (once the sender is gone) why it
 /// ended. A client that goes away drops both, which stops the producer.
 pub struct AuditSubscription {
-    pub events: mpsc::Receiver<Arc<SharedEvent>>,
+    pub events: mpsc::Receiver<StreamItem>,
     pub end: oneshot::Receiver<StreamEnd>,
 }
 
@@ -64,6 +85,9 @@ pub struct AuditSubscription {
 const PAGE: u64 = 256;
 /// How often a caught-up stream re-reads the table without any wake-up.
 const SAFETY_POLL: Duration = Duration::from_secs(1);
+/// L8: an account's stream re-authorizes at least this often, the read
+/// cache's staleness bound across replicas.
+const REAUTHORIZE_EVERY: Duration = crate::store::CACHE_MAX_AGE;
 
 impl Services {
     /// L3: who may read which realm's events.
@@ -99,17 +123,35 @@ impl Services {
     }
 
     /// S11, L1-L5: replays then follows the committed events that match.
+    /// `token_expires_at`: when the caller's token expires (L8).
     pub async fn stream_audit_events(
         &self,
         caller: &Caller,
         filter: AuditFilter,
         from: StreamFrom,
+        token_expires_at: Option<DateTime<Utc>>,
     ) -> Result<AuditSubscription> {
         self.audit_reader(caller, filter.realm_id)?;
         if let Some(realm_id) = filter.realm_id
             && self.store.realm(realm_id).await?.is_none()
         {
             return Err(Error::not_found(Reason::RealmNotFound, "realm", realm_id));
+        }
+        // L8: a portal the subscriber cannot see is NOT_FOUND at once, not
+        // a stream that stays silent forever.
+        for portal_id in &filter.portal_ids {
+            let visible = self
+                .store
+                .portal(*portal_id)
+                .await?
+                .is_some_and(|p| filter.realm_id.is_none_or(|r| r == p.realm_id));
+            if !visible {
+                return Err(Error::not_found(
+                    Reason::PortalNotFound,
+                    "portal",
+                    *portal_id,
+                ));
+            }
         }
         let start = match from {
             StreamFrom::After(sequence) => sequence,
@@ -120,6 +162,9 @@ impl Services {
         let (end, end_rx) = oneshot::channel();
         let producer = Producer {
             services: self.clone(),
+            caller: caller.clone(),
+            token_expires_at,
+            authorized: (self.store.standing_changes(), Instant::now()),
             filter,
             last: start,
             scanned: start,
@@ -176,26 +221,92 @@ impl Services {
 
 struct Producer {
     services: Services,
+    /// Re-authorized while the stream lives (L8).
+    caller: Caller,
+    token_expires_at: Option<DateTime<Utc>>,
+    /// The cache's change counter and the moment of the last authorization.
+    authorized: (u64, Instant),
     filter: AuditFilter,
     /// The last event delivered (the stream's cursor).
     last: i64,
     /// How far the log has been looked through (matching or not).
     scanned: i64,
-    events: mpsc::Sender<Arc<SharedEvent>>,
+    events: mpsc::Sender<StreamItem>,
 }
 
 impl Producer {
+    /// L8: whether the subscriber may still read, re-checked when its
+    /// standing may have changed; the error ends the stream.
+    async fn still_authorized(&mut self) -> Result<()> {
+        if let Some(expires_at) = self.token_expires_at
+            && Utc::now() >= expires_at
+        {
+            return Err(Error::new(
+                Reason::TokenExpired,
+                "the token expired; resume from the cursor with a new one",
+            ));
+        }
+        if !matches!(self.caller, Caller::Account { .. }) {
+            // A service's scopes live in its token, which only expires.
+            return Ok(());
+        }
+        let changes = self.services.store.standing_changes();
+        if changes == self.authorized.0 && self.authorized.1.elapsed() < REAUTHORIZE_EVERY {
+            return Ok(());
+        }
+        let fresh = self
+            .services
+            .caller(self.caller.principal().clone())
+            .await?;
+        self.services.audit_reader(&fresh, self.filter.realm_id)?;
+        self.caller = fresh;
+        self.authorized = (changes, Instant::now());
+        Ok(())
+    }
+
+    /// Sends one item, waiting at most the stall timeout for room.
+    async fn send(
+        &mut self,
+        item: StreamItem,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> std::result::Result<(), Option<StreamEnd>> {
+        let item = match self.events.try_send(item) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(None),
+            Err(mpsc::error::TrySendError::Full(item)) => item,
+        };
+        let stall = self.services.settings.stream_stall_timeout;
+        tokio::select! {
+            sent = self.events.send_timeout(item, stall) => match sent {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                    Err(Some(StreamEnd::TooSlow { last: self.last }))
+                }
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(None),
+            },
+            _ = shutdown.wait_for(|stopped| *stopped) => {
+                Err(Some(StreamEnd::ShuttingDown { last: self.last }))
+            }
+        }
+    }
+
     /// Runs until the client leaves (`None`) or the stream must end.
     async fn run(mut self) -> Option<StreamEnd> {
         let mut commits = self.services.store.subscribe_commits();
         let mut tailed = self.services.audit_tail.subscribe();
         let mut shutdown = self.services.shutdown.subscribe();
-        let stall = self.services.settings.stream_stall_timeout;
+        let progress_every = self.services.settings.stream_progress_interval;
+        // L9: the first progress goes out when the replay catches up.
+        let mut told_caught_up = false;
+        let mut last_sent = Instant::now();
         loop {
             if *shutdown.borrow() {
                 return Some(StreamEnd::ShuttingDown { last: self.last });
             }
-            commits.borrow_and_update();
+            // Every event up to `known` has committed (sequences follow
+            // commit order), so a read that finds nothing more has looked
+            // through it.
+            let known = *commits.borrow_and_update();
             tailed.borrow_and_update();
             // From the shared tail when it reaches back this far, else from
             // the table (replay, or a reader that fell behind the ring).
@@ -205,10 +316,7 @@ impl Producer {
                     .audit_tail
                     .after(self.scanned, &self.filter, PAGE as usize)
                 {
-                    Some(slice) => {
-                        self.scanned = slice.scanned;
-                        (slice.events, slice.caught_up, true)
-                    }
+                    Some(slice) => (slice.events, slice.caught_up, Some(slice.scanned)),
                     None => match self
                         .services
                         .store
@@ -216,14 +324,11 @@ impl Producer {
                         .await
                     {
                         Ok(page) => {
-                            if let Some(last) = page.last() {
-                                self.scanned = last.sequence;
-                            }
                             let caught_up = (page.len() as u64) < PAGE;
                             (
                                 page.into_iter().map(SharedEvent::new).collect(),
                                 caught_up,
-                                false,
+                                None,
                             )
                         }
                         Err(error) => {
@@ -234,35 +339,56 @@ impl Producer {
                         }
                     },
                 };
+            // L8: checked after the read, so an event committed after a
+            // change of standing is never handed over on the old right.
+            if let Err(error) = self.still_authorized().await {
+                return Some(StreamEnd::Failed {
+                    error,
+                    last: self.last,
+                });
+            }
+            let scanned = match (from_tail, page.last()) {
+                (Some(scanned), _) => scanned,
+                (None, last) => {
+                    let read = last.map_or(self.scanned, |e| e.event.sequence);
+                    if caught_up { read.max(known) } else { read }
+                }
+            };
             for event in page {
                 let sequence = event.event.sequence;
-                // Room in the buffer is the usual case: no timer for it.
-                let event = match self.events.try_send(event) {
-                    Ok(()) => {
-                        self.last = sequence;
-                        continue;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return None,
-                    Err(mpsc::error::TrySendError::Full(event)) => event,
-                };
-                tokio::select! {
-                    sent = self.events.send_timeout(event, stall) => match sent {
-                        Ok(()) => self.last = sequence,
-                        Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                            return Some(StreamEnd::TooSlow { last: self.last });
-                        }
-                        Err(mpsc::error::SendTimeoutError::Closed(_)) => return None,
-                    },
-                    _ = shutdown.wait_for(|stopped| *stopped) => {
-                        return Some(StreamEnd::ShuttingDown { last: self.last });
-                    }
+                if let Err(end) = self.send(StreamItem::Event(event), &mut shutdown).await {
+                    return end;
                 }
+                self.last = sequence;
+                last_sent = Instant::now();
             }
+            self.scanned = scanned;
+            // Live: nothing known committed is still to be read (the shared
+            // tail may trail a commit of this replica by a moment).
+            let live = caught_up && self.scanned >= *commits.borrow();
             if caught_up {
+                if live && (!told_caught_up || last_sent.elapsed() >= progress_every) {
+                    told_caught_up = true;
+                    let progress = StreamItem::Progress {
+                        through: self.scanned,
+                    };
+                    if let Err(end) = self.send(progress, &mut shutdown).await {
+                        return end;
+                    }
+                    // Nothing up to here is still to come: the furthest
+                    // resume point is where the stream has looked through.
+                    self.last = self.scanned;
+                    last_sent = Instant::now();
+                }
+                let progress_due = progress_every.saturating_sub(last_sent.elapsed());
+                let token_left = self
+                    .token_expires_at
+                    .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
+                    .unwrap_or(Duration::MAX);
                 tokio::select! {
-                    _ = commits.changed(), if !from_tail => {}
-                    _ = tailed.changed(), if from_tail => {}
-                    _ = tokio::time::sleep(SAFETY_POLL) => {}
+                    _ = commits.changed(), if from_tail.is_none() => {}
+                    _ = tailed.changed(), if from_tail.is_some() => {}
+                    _ = tokio::time::sleep(SAFETY_POLL.min(progress_due).min(token_left)) => {}
                     _ = self.events.closed() => return None,
                     _ = shutdown.wait_for(|stopped| *stopped) => {
                         return Some(StreamEnd::ShuttingDown { last: self.last });

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 pub use admin::{NewUser, TypeChanged, UserPage};
 pub use api_keys::{GeneratedKey, VerifiedKey};
-pub use audit::{AuditSubscription, StreamEnd, StreamFrom};
+pub use audit::{AuditSubscription, StreamEnd, StreamFrom, StreamItem};
 pub use audit_tail::SharedEvent;
 pub use caller::Caller;
 pub use checks::EffectivePermissions;
@@ -59,6 +59,8 @@ pub struct Settings {
     /// How long an audit stream waits for a client that takes nothing
     /// before ending it with RESOURCE_EXHAUSTED (L4).
     pub stream_stall_timeout: std::time::Duration,
+    /// How often an idle audit stream tells the client where it stands (L9).
+    pub stream_progress_interval: std::time::Duration,
 }
 
 /// The service's use cases, shared by every gRPC handler.

@@ -40,6 +40,7 @@ use tokio::sync::watch;
 pub use audit::{AuditFilter, EventPosition};
 pub use idempotency::IdempotencyKey;
 pub use portals::PortalPosition;
+pub use read_cache::MAX_AGE as CACHE_MAX_AGE;
 pub use support::RequestFilter;
 
 use crate::domain::audit::NewAuditEvent;
@@ -152,6 +153,12 @@ impl Store {
         let head = audit::last_sequence(&self.db, self.backend).await?;
         self.committed.send_replace(head);
         Ok(())
+    }
+
+    /// A counter that moves whenever some realm's state may have changed,
+    /// on this replica at once, from other replicas through NOTIFY (L8).
+    pub fn standing_changes(&self) -> u64 {
+        self.cache.changes()
     }
 
     /// Whether the periodic check last found the database answering.

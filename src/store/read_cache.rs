@@ -55,6 +55,12 @@ pub struct ReadCache {
 }
 
 impl ReadCache {
+    /// How many invalidations this replica has seen: long-lived calls
+    /// re-authorize when it moves (L8).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot(self.changes.load(Ordering::SeqCst))
     }

@@ -37,14 +37,18 @@ pub async fn open_stream(
         .map(|r| r.into_inner())
 }
 
+/// The next event, past any progress messages (L9).
 async fn next_event(stream: &mut Streaming<pb::StreamAuditEventsResponse>) -> pb::AuditEvent {
-    tokio::time::timeout(Duration::from_secs(30), stream.message())
-        .await
-        .expect("an event within 30 s")
-        .expect("stream open")
-        .expect("stream not ended")
-        .event
-        .unwrap()
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .expect("an event within 30 s")
+            .expect("stream open")
+            .expect("stream not ended");
+        if let Some(event) = message.event {
+            return event;
+        }
+    }
 }
 
 /// Every committed event sequence of a realm, from the table.
@@ -156,7 +160,7 @@ both_databases! {
                             m = stream.message() => m.expect("stream ok").expect("stream open"),
                             _ = done.changed() => continue,
                         };
-                        let event = message.event.unwrap();
+                        let Some(event) = message.event else { continue };
                         received.push(event.sequence);
                         cursor = Some(event.cursor);
                     }
@@ -340,7 +344,7 @@ async fn slow_subscriber_is_ended_with_its_cursor(backend: Backend) {
     let status = loop {
         match stream.message().await {
             Ok(Some(m)) => {
-                let e = m.event.unwrap();
+                let Some(e) = m.event else { continue };
                 received.push(e.sequence);
                 last_cursor = e.cursor;
             }

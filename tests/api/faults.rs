@@ -444,7 +444,7 @@ pub async fn all_events(app: &TestApp, realm: &RealmFixture) -> Vec<pb::AuditEve
             .expect("replay keeps coming")
             .expect("stream open")
             .expect("no error");
-        events.push(next.event.unwrap());
+        events.extend(next.event);
     }
     events
 }

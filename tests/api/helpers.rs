@@ -130,6 +130,8 @@ pub fn test_config(database_url: &str) -> Config {
     config.jwt_secret = Some(TEST_SECRET.to_owned());
     config.sweep_interval = Duration::ZERO;
     config.shutdown_grace = Duration::from_secs(5);
+    // L9: idle streams tell where they stand often enough to be tested.
+    config.stream_progress_interval = Duration::from_millis(200);
     config
 }
 

@@ -21,6 +21,7 @@ mod outage;
 mod portals;
 mod races;
 mod security_edges;
+mod stream_rights;
 mod support_access;
 mod support_bad_input;
 mod support_races;
