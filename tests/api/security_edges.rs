@@ -627,3 +627,111 @@ both_databases! {
         assert_eq!(app.count("access_requests").await, 0);
     }
 }
+
+/// A ListUsers page of `portal_id` read through `app`.
+async fn list_users_page(
+    app: &TestApp,
+    token: &str,
+    portal_id: &str,
+    page_token: &str,
+) -> Result<pb::ListUsersResponse, tonic::Status> {
+    app.admins()
+        .list_users(with_token(
+            pb::ListUsersRequest {
+                portal_id: portal_id.into(),
+                page_size: 1,
+                page_token: page_token.into(),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+both_databases! {
+    /// Fails before the fix: a token recomputed with the public checksum
+    /// was accepted.
+    async fn forged_page_tokens_and_cursors_are_refused(app) {
+        use base64::Engine;
+        use sha2::Digest;
+        let world = world(app).await;
+        for n in 0..3 {
+            person(app, &world, &world.sub_a, &format!("p{n}@acme.io"), pb::UserType::Learner, None).await;
+        }
+        let admin = &world.realm.admin_token;
+        let genuine = list_users_page(app, admin, &world.sub_a, "").await.unwrap().next_page_token;
+        list_users_page(app, admin, &world.sub_a, &genuine).await.expect("a genuine token pages");
+
+        // What anyone could compute before: the old unkeyed checksum.
+        let payload = format!("users|{}|{}", world.sub_a, Uuid::nil());
+        let sum = hex::encode(&sha2::Sha256::digest(format!("portal-access/page/{payload}"))[..6]);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let forged = b64.encode(format!("{payload}|{sum}"));
+        // And a genuine token with its position changed.
+        let text = String::from_utf8(b64.decode(&genuine).unwrap()).unwrap();
+        let (body, seal) = text.rsplit_once('|').unwrap();
+        let (head, _) = body.rsplit_once('|').unwrap();
+        let altered = b64.encode(format!("{head}|{}|{seal}", Uuid::nil()));
+        for bad in [forged, altered] {
+            let status = assert_error(
+                list_users_page(app, admin, &world.sub_a, &bad).await,
+                Code::InvalidArgument,
+                "INVALID_ARGUMENT",
+            );
+            assert_eq!(bad_fields(&status), ["page_token"]);
+        }
+
+        let payload = "v1:1";
+        let sum = hex::encode(&sha2::Sha256::digest(format!("portal-access/cursor/{payload}"))[..6]);
+        let forged_cursor = b64.encode(format!("{payload}:{sum}"));
+        let opened = app
+            .support()
+            .stream_audit_events(with_token(
+                pb::StreamAuditEventsRequest {
+                    realm_id: world.realm.realm_id.clone(),
+                    start: Some(pb::stream_audit_events_request::Start::AfterCursor(forged_cursor)),
+                    ..Default::default()
+                },
+                admin,
+            ))
+            .await;
+        let status = assert_error(opened, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(bad_fields(&status), ["after_cursor"]);
+    }
+}
+
+both_databases! {
+    /// Replicas sharing the secret read each other's tokens; another
+    /// deployment's are refused; after a rotation the previous secret
+    /// still opens tokens handed out before it.
+    async fn page_tokens_follow_the_shared_secret_and_survive_a_rotation(app) {
+        let world = world(app).await;
+        for n in 0..3 {
+            person(app, &world, &world.sub_a, &format!("p{n}@acme.io"), pb::UserType::Learner, None).await;
+        }
+        let admin = &world.realm.admin_token;
+        let token = list_users_page(app, admin, &world.sub_a, "").await.unwrap().next_page_token;
+        let replica = |secret: Option<&str>, previous: Option<&str>| {
+            let mut config = test_config(&app.database_url);
+            config.page_token_secret = secret.map(str::to_owned);
+            config.page_token_secret_previous = previous.map(str::to_owned);
+            start_server(config, app.backend)
+        };
+        let same = replica(None, None).await;
+        list_users_page(&same, admin, &world.sub_a, &token).await.expect("same secret");
+        let new_secret = "a-new-page-token-secret-0123456789abcdef";
+        let other = replica(Some(new_secret), None).await;
+        assert_error(
+            list_users_page(&other, admin, &world.sub_a, &token).await,
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        );
+        let rotated = replica(Some(new_secret), Some(TEST_SECRET)).await;
+        list_users_page(&rotated, admin, &world.sub_a, &token).await.expect("previous secret");
+        let fresh = list_users_page(&rotated, admin, &world.sub_a, "").await.unwrap().next_page_token;
+        list_users_page(&other, admin, &world.sub_a, &fresh).await.expect("sealed with the new secret");
+        for replica in [same, other, rotated] {
+            replica.stop().await;
+        }
+    }
+}
