@@ -284,7 +284,6 @@ async fn slow_subscriber_is_ended_with_its_cursor(backend: Backend) {
     })
     .await
     else {
-        eprintln!("skipped: {POSTGRES_ENV} is not set");
         return;
     };
     let realm = app.create_realm("slow").await;
@@ -392,7 +391,6 @@ async fn l4_slow_subscriber_is_ended_with_its_cursor_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l5_event_through_one_replica_reaches_a_stream_on_another_postgres() {
     let Some(a) = spawn_app(Backend::Postgres).await else {
-        eprintln!("skipped: {POSTGRES_ENV} is not set");
         return;
     };
     let mut b = start_server(test_config(&a.database_url), Backend::Postgres).await;
@@ -425,7 +423,6 @@ async fn l5_event_through_one_replica_reaches_a_stream_on_another_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l2_late_commit_is_delivered_in_order_postgres() {
     let Some(app) = spawn_app(Backend::Postgres).await else {
-        eprintln!("skipped: {POSTGRES_ENV} is not set");
         return;
     };
     let realm = app.create_realm("late").await;
