@@ -572,12 +572,12 @@ both_databases! {
         delete(app, &admin, &bo.user_id).await.unwrap();
         assert_eq!(actions_since(h).await, vec!["user.deleted"]);
 
-        // Refused changes record nothing.
+        // Refused changes record nothing (every refusing route: refusals.rs).
         let h = head().await;
-        assert!(set_settings(app, &admin, &w.realm.admin_id, false).await.is_err()); // A16
-        assert!(create_user(app, &admin, &w.sub_a, "admin@acme.example", pb::UserType::Admin, None).await.is_err()); // taken
-        assert!(allow(app, &admin, &request.access_request_id, &[&w.sub_a], hours(1)).await.is_err()); // not open
-        assert!(delete(app, &admin, &uuid::Uuid::now_v7().to_string()).await.is_err());
+        assert_error(set_settings(app, &admin, &w.realm.admin_id, false).await, Code::FailedPrecondition, "LAST_ADMIN");
+        assert_error(create_user(app, &admin, &w.sub_a, "admin@acme.example", pb::UserType::Admin, None).await, Code::AlreadyExists, "EMAIL_TAKEN");
+        assert_error(allow(app, &admin, &request.access_request_id, &[&w.sub_a], hours(1)).await, Code::FailedPrecondition, "ACCESS_REQUEST_NOT_OPEN");
+        assert_error(delete(app, &admin, &uuid::Uuid::now_v7().to_string()).await, Code::NotFound, "USER_NOT_FOUND");
         assert_eq!(actions_since(h).await, Vec::<String>::new());
     }
 }

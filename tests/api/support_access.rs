@@ -491,7 +491,7 @@ both_databases! {
         assert_error(create_user(app, &support, &sub, "a@ent.example", pb::UserType::Admin, Some(false)).await, Code::PermissionDenied, "SUPPORT_ADMIN_RESTRICTED");
         let keys = app.portals().generate_api_keys(with_token(
             pb::GenerateApiKeysRequest { request_id: String::new(), portal_id: sub.clone() }, &support)).await;
-        assert_eq!(keys.expect_err("no keys").code(), Code::PermissionDenied);
+        assert_error(keys, Code::PermissionDenied, "SUPPORT_ADMIN_RESTRICTED");
         let sub_admin = create_user(app, &realm.admin_token, &sub, "sa@ent.example", pb::UserType::Admin, Some(false)).await.unwrap();
         assert_error(set_settings(app, &support, &sub_admin.user_id, true).await, Code::PermissionDenied, "SUPPORT_ADMIN_RESTRICTED");
         assert_error(revoke(app, &support, &realm.realm_id, &[&sub]).await, Code::PermissionDenied, "SUPPORT_ADMIN_RESTRICTED");
