@@ -472,6 +472,40 @@ both_databases! {
 }
 
 both_databases! {
+    async fn s9_no_action_is_recorded_on_an_expired_grant_the_sweeper_has_not_ended(app) {
+        let w = world(app).await;
+        let ana = agent(app, "Ana Support");
+        let request = request_access(app, &ana, &w.realm.realm_id).await;
+        let granted = allow(app, &w.realm.admin_token, &request.access_request_id, &[&w.sub_a], hours(1)).await.unwrap().remove(0);
+        let recorder = app.service(&["support_actions.record"]);
+        let temporary_admin = granted.temporary_admin_id.clone();
+        let expires_at = expiry_of(&granted);
+
+        // Active up to the last microsecond before its expiry...
+        app.clock.set(expires_at - chrono::Duration::microseconds(1));
+        record_action(app, &recorder, &w.sub_a, &temporary_admin, &ana).await.expect("the grant is still active");
+
+        // ...and over from its expiry on, though the sweeper (off in tests)
+        // has not ended it: refused at that moment (S8, S9), nothing recorded.
+        let events = app.count("audit_events").await;
+        for after in [chrono::Duration::zero(), chrono::Duration::minutes(1), chrono::Duration::days(1)] {
+            app.clock.set(expires_at + after);
+            assert_error(
+                record_action(app, &recorder, &w.sub_a, &temporary_admin, &ana).await,
+                Code::FailedPrecondition,
+                "GRANT_NOT_ACTIVE",
+            );
+        }
+        assert_eq!(app.count("audit_events").await, events, "a refused action records nothing");
+        let actions = logs(app, &w.realm.admin_token, &w.sub_a).await.unwrap();
+        assert_eq!(of_action(&actions, "support_access.action").len(), 1, "only the action made in time");
+
+        // The grant was still open all along: the sweeper ends it only now.
+        assert_eq!(app.services().sweep_once().await.unwrap().grants_expired, 1);
+    }
+}
+
+both_databases! {
     async fn s10_temporary_admin_has_settings_but_never_keys_admins_or_support_access(app) {
         let realm = app.create_realm_on("ent", pb::Plan::Enterprise).await;
         let sub = app.create_sub_portal(&realm, "ent-a").await.portal_id;
