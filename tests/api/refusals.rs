@@ -223,8 +223,10 @@ struct Fixture {
     limited_top: Person,
     /// A full admin of sub-portal A only.
     sub_full: Person,
-    /// A limited admin of sub-portal B only.
+    /// A limited admin of sub-portal B, learner in A (A20).
     sub_limited: Person,
+    /// A full admin of sub-portal B, learner in A (A20).
+    sub_b_full: Person,
     /// A learner in sub-portals A and B.
     learner: Person,
     /// The first admin over `bulk_import`.
@@ -281,7 +283,21 @@ async fn fixture(app: &TestApp) -> Fixture {
         Some(false),
     )
     .await;
+    let sub_b_full = person(
+        app,
+        &w,
+        &w.sub_b,
+        "subbfull@acme.example",
+        T::Admin,
+        Some(true),
+    )
+    .await;
     let learner = person(app, &w, &w.sub_a, "learner@acme.example", T::Learner, None).await;
+    for in_b in [&sub_limited, &sub_b_full] {
+        set_type(app, &admin, &in_b.id(), &w.sub_a, T::Learner, None)
+            .await
+            .unwrap();
+    }
     set_type(app, &admin, &learner.id(), &w.sub_b, T::Learner, None)
         .await
         .unwrap();
@@ -359,6 +375,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         limited_top,
         sub_full,
         sub_limited,
+        sub_b_full,
         learner,
         bulk,
         api,
@@ -601,6 +618,7 @@ both_databases! {
         l.refused("SetUserType of a full admin by a limited admin", set_type(app, &limited_top.token, &sub_full.id(), &w.sub_a, T::Learner, None).await, Code::PermissionDenied, "PRIVILEGE_ESCALATION").await;
         l.refused("SetUserType with settings over bulk import", set_type(app, &f.bulk, &learner.id(), &w.sub_a, T::Admin, Some(true)).await, Code::PermissionDenied, "MANUAL_CHANNEL_REQUIRED").await;
         l.refused("SetUserType with settings over the API", set_type(app, &f.api, &learner.id(), &w.sub_a, T::Admin, Some(true)).await, Code::PermissionDenied, "MANUAL_CHANNEL_REQUIRED").await;
+        l.refused("SetUserType with settings on by an admin of one of the target's portals (A20)", set_type(app, &sub_full.token, &sub_limited.id(), &w.sub_a, T::Admin, Some(true)).await, Code::PermissionDenied, "PRIVILEGE_ESCALATION").await;
         l.refused("SetUserType of a temporary admin", set_type(app, admin, temporary_id, &w.sub_a, T::Learner, None).await, Code::PermissionDenied, "SUPPORT_ADMIN_RESTRICTED").await;
         l.refused("SetUserType of a learner with settings", set_type(app, admin, &learner.id(), &w.sub_b, T::Manager, Some(true)).await, Code::FailedPrecondition, "NOT_AN_ADMIN").await;
         l.refused("SetUserType outside the admin's portals", set_type(app, &sub_full.token, &learner.id(), &w.sub_b, T::Manager, None).await, Code::PermissionDenied, "ADMIN_REQUIRED").await;
@@ -634,6 +652,8 @@ both_databases! {
         l.refused("UpdateAdminPermissions on over bulk import", set_settings(app, &f.bulk, &sub_limited.id(), true).await, Code::PermissionDenied, "MANUAL_CHANNEL_REQUIRED").await;
         l.refused("UpdateAdminPermissions on over the API", set_settings(app, &f.api, &sub_limited.id(), true).await, Code::PermissionDenied, "MANUAL_CHANNEL_REQUIRED").await;
         l.refused("UpdateAdminPermissions of a top-level admin by a sub-portal admin", set_settings(app, &sub_full.token, me, false).await, Code::PermissionDenied, "TOP_LEVEL_ADMIN_PROTECTED").await;
+        l.refused("UpdateAdminPermissions on by an admin of one of the target's portals (A20)", set_settings(app, &sub_full.token, &sub_limited.id(), true).await, Code::PermissionDenied, "PRIVILEGE_ESCALATION").await;
+        l.refused("UpdateAdminPermissions off by an admin of one of the target's portals (A20)", set_settings(app, &sub_full.token, &f.sub_b_full.id(), false).await, Code::PermissionDenied, "PRIVILEGE_ESCALATION").await;
         l.refused("UpdateAdminPermissions of a temporary admin", set_settings(app, admin, temporary_id, false).await, Code::PermissionDenied, "SUPPORT_ADMIN_RESTRICTED").await;
         l.refused("UpdateAdminPermissions of an unknown user", set_settings(app, admin, &unknown(), false).await, Code::NotFound, "USER_NOT_FOUND").await;
         l.refused_and_logged("UpdateAdminPermissions by a temporary admin", set_settings(app, &f.temporary, &sub_full.id(), false).await, Code::PermissionDenied, "SUPPORT_ADMIN_RESTRICTED").await;
