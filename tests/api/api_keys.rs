@@ -173,12 +173,16 @@ both_databases! {
         assert_error(generate(app, &sub_full.token, &w.sub_b).await, Code::PermissionDenied, "ADMIN_REQUIRED");
         assert_error(generate(app, &sub_full.token, &top).await, Code::PermissionDenied, "ADMIN_REQUIRED");
         // VerifyApiKey is for services with api_keys.verify.
-        for token in [app.service(&["permissions.check"]), w.realm.admin_token.clone()] {
+        for (token, expected) in [
+            (app.service(&["permissions.check"]), "MISSING_SCOPE"),
+            (w.realm.admin_token.clone(), "WRONG_PRINCIPAL_KIND"),
+            (api.clone(), "WRONG_PRINCIPAL_KIND"),
+        ] {
             let refused = app
                 .portals()
                 .verify_api_key(with_token(pb::VerifyApiKeyRequest { secret: "pak_x".into() }, &token))
                 .await;
-            assert_eq!(refused.unwrap_err().code(), Code::PermissionDenied);
+            assert_error(refused, Code::PermissionDenied, expected);
         }
     }
 }
@@ -205,7 +209,11 @@ both_databases! {
         // A refused generation records nothing (L1).
         let essentials = app.create_realm_on("basic", pb::Plan::Essentials).await;
         let before = app.count("audit_events").await;
-        assert!(generate(app, &essentials.admin_token, &essentials.top_portal_id).await.is_err());
+        assert_error(
+            generate(app, &essentials.admin_token, &essentials.top_portal_id).await,
+            Code::FailedPrecondition,
+            "API_NOT_IN_PLAN",
+        );
         assert_eq!(app.count("audit_events").await, before);
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! PostgreSQL tests run when `PORTAL_ACCESS_TEST_POSTGRES` names a server
 //! (e.g. `postgres://postgres@127.0.0.1:5432/test`); each test gets a fresh
-//! database there. Without it they are skipped, so a fresh laptop passes.
+//! database there. Without it they are skipped, so a fresh laptop passes,
+//! and each skip says so (`postgres_url`), so a green run without
+//! PostgreSQL never reads as a run on both databases.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,7 +60,7 @@ impl TestDb {
                 Some((TestDb::Sqlite { dir }, url))
             }
             Backend::Postgres => {
-                let admin_url = std::env::var(POSTGRES_ENV).ok().filter(|v| !v.is_empty())?;
+                let admin_url = postgres_url()?;
                 let name = format!("pa_test_{}", Uuid::new_v4().simple());
                 let admin = Database::connect(&admin_url)
                     .await
@@ -89,6 +91,18 @@ impl TestDb {
             }
         }
     }
+}
+
+/// The PostgreSQL server of the tests; `None` when it is not configured,
+/// after printing that the test is skipped. Every PostgreSQL test gets its
+/// database through here (`TestDb::create`, `spawn_app`), so every skip is
+/// visible and worded the same.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var(POSTGRES_ENV).ok().filter(|v| !v.is_empty());
+    if url.is_none() {
+        eprintln!("skipped: {POSTGRES_ENV} is not set");
+    }
+    url
 }
 
 /// `postgres://u@h:5432/test?x` → `postgres://u@h:5432/NAME?x`.
@@ -451,8 +465,8 @@ macro_rules! both_databases {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
+                // Prints the skip when PostgreSQL is not configured.
                 let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await else {
-                    eprintln!("skipped: {} is not set", $crate::helpers::POSTGRES_ENV);
                     return;
                 };
                 body(&app).await;

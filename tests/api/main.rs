@@ -20,6 +20,7 @@ mod limits;
 mod outage;
 mod portals;
 mod races;
+mod refusals;
 mod security_edges;
 mod stream_rights;
 mod support_access;

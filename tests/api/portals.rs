@@ -84,7 +84,19 @@ both_databases! {
                 uuid_literal(realm_uuid),
             ))
             .await;
-        assert!(second.is_err(), "a second top-level portal must violate the unique index");
+        // Refused by that index, not by any other error of the statement.
+        let refused = second.expect_err("a second top-level portal must violate the unique index");
+        match refused.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(detail)) => {
+                let index = match backend {
+                    sea_orm::DbBackend::Postgres => "portals_one_top_level",
+                    // SQLite names the indexed column, not the index.
+                    _ => "portals.realm_id",
+                };
+                assert!(detail.contains(index), "violated another constraint: {detail}");
+            }
+            other => panic!("not a unique violation: {other:?} from {refused}"),
+        }
         db.close().await.ok();
     }
 }

@@ -41,7 +41,7 @@ async fn realms_without_full_admin(app: &TestApp) -> i64 {
 }
 
 both_databases! {
-    async fn a16_admins_demoting_each_other_at_once_never_leave_a_realm_without_one(app) {
+    async fn a16_admins_demoting_each_other_and_themselves_at_once_never_leave_a_realm_without_one(app) {
         let (realms, calls_per_admin) = scale(app);
         let mut pairs = Vec::new();
         for i in 0..realms {
@@ -57,16 +57,19 @@ both_databases! {
         let mut calls = JoinSet::new();
         for (realm, second_id, second_token) in &pairs {
             let sides = [
-                (realm.admin_token.clone(), second_id.clone()),
-                (second_token.clone(), realm.admin_id.clone()),
+                (realm.admin_token.clone(), realm.admin_id.clone(), second_id.clone()),
+                (second_token.clone(), second_id.clone(), realm.admin_id.clone()),
             ];
-            for (n, (token, other)) in sides.into_iter().enumerate() {
+            for (n, (token, me, them)) in sides.into_iter().enumerate() {
                 for k in 0..calls_per_admin {
                     let admins = app.admins();
-                    let (token, other, top) = (token.clone(), other.clone(), realm.top_portal_id.clone());
+                    // At the other admin, and at oneself: two admins each
+                    // stepping down at once is the write skew A16 must stop.
+                    let other = if k % 2 == 0 { them.clone() } else { me.clone() };
+                    let (token, top) = (token.clone(), realm.top_portal_id.clone());
                     let _ = &portals;
                     calls.spawn(async move {
-                        // Every route that lowers the count, at the other admin.
+                        // Every route that lowers the count.
                         let result = match (n + k) % 4 {
                             0 => admins
                                 .clone()
@@ -98,7 +101,7 @@ both_databases! {
                                 .await
                                 .map(|_| ()),
                         };
-                        result.map_err(|s| s.code())
+                        result.map_err(|s| (reason(&s), portal_access::grpc::status::code_name(s.code())))
                     });
                 }
             }
@@ -108,7 +111,7 @@ both_databases! {
         while let Some(outcome) = calls.join_next().await {
             match outcome.unwrap() {
                 Ok(()) => succeeded += 1,
-                Err(code) => *refused.entry(format!("{code:?}")).or_insert(0) += 1,
+                Err(refusal) => *refused.entry(refusal).or_insert(0) += 1,
             }
         }
         let orphaned = realms_without_full_admin(app).await;
@@ -118,6 +121,19 @@ both_databases! {
         );
         assert_eq!(orphaned, 0);
         assert!(succeeded >= realms, "each realm let one demotion through");
+        // Every refusal is a rule's, never a failure that happens to refuse:
+        // A16 itself, or the standing the other admin's call left behind.
+        for (reason, code) in refused.keys() {
+            let expected = match reason.as_str() {
+                "LAST_ADMIN" | "NOT_A_MEMBER" | "NOT_AN_ADMIN" => "FAILED_PRECONDITION",
+                "PRIVILEGE_ESCALATION" | "TOP_LEVEL_ADMIN_PROTECTED" | "ADMIN_REQUIRED" => "PERMISSION_DENIED",
+                "UNKNOWN_ACCOUNT" => "UNAUTHENTICATED",
+                "USER_NOT_FOUND" => "NOT_FOUND",
+                other => panic!("refused for {other} ({code}): {refused:?}"),
+            };
+            assert_eq!(*code, expected, "{reason}");
+        }
+        assert!(refused.keys().any(|(r, _)| r == "LAST_ADMIN"), "A16 refused some call: {refused:?}");
     }
 }
 

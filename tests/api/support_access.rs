@@ -472,6 +472,40 @@ both_databases! {
 }
 
 both_databases! {
+    async fn s9_no_action_is_recorded_on_an_expired_grant_the_sweeper_has_not_ended(app) {
+        let w = world(app).await;
+        let ana = agent(app, "Ana Support");
+        let request = request_access(app, &ana, &w.realm.realm_id).await;
+        let granted = allow(app, &w.realm.admin_token, &request.access_request_id, &[&w.sub_a], hours(1)).await.unwrap().remove(0);
+        let recorder = app.service(&["support_actions.record"]);
+        let temporary_admin = granted.temporary_admin_id.clone();
+        let expires_at = expiry_of(&granted);
+
+        // Active up to the last microsecond before its expiry...
+        app.clock.set(expires_at - chrono::Duration::microseconds(1));
+        record_action(app, &recorder, &w.sub_a, &temporary_admin, &ana).await.expect("the grant is still active");
+
+        // ...and over from its expiry on, though the sweeper (off in tests)
+        // has not ended it: refused at that moment (S8, S9), nothing recorded.
+        let events = app.count("audit_events").await;
+        for after in [chrono::Duration::zero(), chrono::Duration::minutes(1), chrono::Duration::days(1)] {
+            app.clock.set(expires_at + after);
+            assert_error(
+                record_action(app, &recorder, &w.sub_a, &temporary_admin, &ana).await,
+                Code::FailedPrecondition,
+                "GRANT_NOT_ACTIVE",
+            );
+        }
+        assert_eq!(app.count("audit_events").await, events, "a refused action records nothing");
+        let actions = logs(app, &w.realm.admin_token, &w.sub_a).await.unwrap();
+        assert_eq!(of_action(&actions, "support_access.action").len(), 1, "only the action made in time");
+
+        // The grant was still open all along: the sweeper ends it only now.
+        assert_eq!(app.services().sweep_once().await.unwrap().grants_expired, 1);
+    }
+}
+
+both_databases! {
     async fn s10_temporary_admin_has_settings_but_never_keys_admins_or_support_access(app) {
         let realm = app.create_realm_on("ent", pb::Plan::Enterprise).await;
         let sub = app.create_sub_portal(&realm, "ent-a").await.portal_id;
@@ -491,7 +525,7 @@ both_databases! {
         assert_error(create_user(app, &support, &sub, "a@ent.example", pb::UserType::Admin, Some(false)).await, Code::PermissionDenied, "SUPPORT_ADMIN_RESTRICTED");
         let keys = app.portals().generate_api_keys(with_token(
             pb::GenerateApiKeysRequest { request_id: String::new(), portal_id: sub.clone() }, &support)).await;
-        assert_eq!(keys.expect_err("no keys").code(), Code::PermissionDenied);
+        assert_error(keys, Code::PermissionDenied, "SUPPORT_ADMIN_RESTRICTED");
         let sub_admin = create_user(app, &realm.admin_token, &sub, "sa@ent.example", pb::UserType::Admin, Some(false)).await.unwrap();
         assert_error(set_settings(app, &support, &sub_admin.user_id, true).await, Code::PermissionDenied, "SUPPORT_ADMIN_RESTRICTED");
         assert_error(revoke(app, &support, &realm.realm_id, &[&sub]).await, Code::PermissionDenied, "SUPPORT_ADMIN_RESTRICTED");

@@ -189,3 +189,39 @@ pub fn now_seconds(app: &TestApp) -> i64 {
     use portal_access::domain::Clock;
     app.clock.now().timestamp()
 }
+
+/// RecordSupportAction as `token`: `agent` viewed a course while acting as
+/// `temporary_admin_id` in `portal_id`.
+pub async fn record_action(
+    app: &TestApp,
+    token: &str,
+    portal_id: &str,
+    temporary_admin_id: &str,
+    agent: &Agent,
+) -> Result<pb::AuditEvent, Status> {
+    app.support()
+        .record_support_action(with_token(
+            pb::RecordSupportActionRequest {
+                request_id: String::new(),
+                portal_id: portal_id.into(),
+                temporary_admin_id: temporary_admin_id.into(),
+                action: "course.viewed".into(),
+                target_type: "course".into(),
+                target_id: "course-42".into(),
+                details: Default::default(),
+                agent_id: agent.id.to_string(),
+                agent_name: agent.name.clone(),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().event.unwrap())
+}
+
+/// The instant a grant expires, as the server gave it.
+pub fn expiry_of(granted: &pb::PortalAccessResult) -> chrono::DateTime<chrono::Utc> {
+    let at = granted
+        .expire_time
+        .expect("an allowed portal has an expiry");
+    chrono::DateTime::from_timestamp(at.seconds, at.nanos as u32).expect("a valid instant")
+}
