@@ -8,6 +8,7 @@ pub mod audit;
 pub mod clock;
 pub mod eligibility;
 pub mod email;
+pub mod merkle;
 pub mod names;
 pub mod page;
 pub mod permission;
