@@ -193,13 +193,13 @@ mod tests {
         let root = "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=";
         for text in [
             format!("o\n1\n{root}"),
-            format!("o\n1\n"),
+            "o\n1\n".to_owned(),
             format!("\n1\n{root}\n"),
             format!("o\n01\n{root}\n"),
             format!("o\n+1\n{root}\n"),
             format!("o\n-1\n{root}\n"),
             format!("o\n18446744073709551616\n{root}\n"),
-            format!("o\n1\nAAAA\n"),
+            "o\n1\nAAAA\n".to_owned(),
             format!("o\n1\n{root}\n\n"),
         ] {
             assert!(Checkpoint::parse(&text).is_err(), "{text:?}");

@@ -337,14 +337,15 @@ impl<'a> Reader<'a> {
 /// The examples of docs/evidence/leaf-encoding.md: one short support
 /// session (request, allow, one call by the temporary admin) in a new
 /// realm, leaves 0, 1 and 2.
-pub fn documented_examples() -> [LeafEvent; 3] {
-    let realm_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0001);
-    let request_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0a01);
-    let agent_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0a9e);
-    let admin_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0ad1);
-    let portal_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0b01);
-    let grant_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0c01);
-    let temporary_admin_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0d01);
+#[cfg(test)]
+pub(crate) fn documented_examples() -> [LeafEvent; 3] {
+    let realm_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0001);
+    let request_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0a01);
+    let agent_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0a9e);
+    let admin_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0ad1);
+    let portal_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0b01);
+    let grant_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0c01);
+    let temporary_admin_id = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0d01);
     // 2026-12-01T09:00:00Z
     let nine = 1_796_115_600_000_000_i64;
     let details = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
@@ -356,7 +357,7 @@ pub fn documented_examples() -> [LeafEvent; 3] {
     let requested = LeafEvent {
         realm_id,
         leaf_index: 0,
-        event_id: Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_e001),
+        event_id: Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_e001),
         occurred_at_micros: nine,
         portal_id: None,
         category: "support_session".into(),
@@ -379,7 +380,7 @@ pub fn documented_examples() -> [LeafEvent; 3] {
     };
     let allowed = LeafEvent {
         leaf_index: 1,
-        event_id: Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_e002),
+        event_id: Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_e002),
         occurred_at_micros: nine + 600_000_000,
         portal_id: Some(portal_id),
         action: "support_access.allowed".into(),
@@ -400,7 +401,7 @@ pub fn documented_examples() -> [LeafEvent; 3] {
     };
     let call = LeafEvent {
         leaf_index: 2,
-        event_id: Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_e003),
+        event_id: Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_e003),
         occurred_at_micros: nine + 900_123_456,
         action: "support_access.call".into(),
         actor_id: temporary_admin_id.to_string(),
@@ -438,7 +439,8 @@ mod tests {
     #[test]
     fn e1_every_field_changes_the_bytes() {
         let base = documented_examples()[1].clone();
-        let variants: Vec<Box<dyn Fn(&mut LeafEvent)>> = vec![
+        type Change = Box<dyn Fn(&mut LeafEvent)>;
+        let variants: Vec<Change> = vec![
             Box::new(|e| e.realm_id = Uuid::nil()),
             Box::new(|e| e.leaf_index += 1),
             Box::new(|e| e.event_id = Uuid::nil()),

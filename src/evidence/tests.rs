@@ -14,13 +14,13 @@ use crate::domain::leaf::{LeafEvent, documented_examples};
 use crate::domain::merkle::{MemoryTree, inclusion_proof};
 use crate::domain::signed_note::{NoteSigner, VerifierKey};
 
-const REALM: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0001);
-const REQUEST: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0a01);
-const OTHER_REQUEST: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0a02);
-const AGENT: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0a9e);
-const ADMIN: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0ad1);
-const PORTAL_1: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0b01);
-const PORTAL_2: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_00000000_0b02);
+const REALM: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0001);
+const REQUEST: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0a01);
+const OTHER_REQUEST: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0a02);
+const AGENT: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0a9e);
+const ADMIN: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0ad1);
+const PORTAL_1: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0b01);
+const PORTAL_2: Uuid = Uuid::from_u128(0x0193_8e2a_0000_7000_8000_0000_0000_0b02);
 const T0: i64 = 1_796_115_600_000_000; // 2026-12-01T09:00:00Z
 
 fn signer() -> NoteSigner {
