@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod evidence;
 pub mod grpc;
 pub mod metrics;
 pub mod proto;
