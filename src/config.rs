@@ -26,6 +26,17 @@ pub enum Command {
     Migrate,
     /// Print a token signed with the configured HS256 secret.
     Token(Box<TokenArgs>),
+    /// Copy the live SQLite database, and the key files generated beside
+    /// it, while the service serves (PostgreSQL: see docs/operations.md).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The copy to write; it must not exist. Generated key files are
+    /// copied beside it under the same suffixes.
+    #[arg(long)]
+    pub to: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -214,13 +225,43 @@ impl Config {
     /// The file a generated secret is kept in: beside the SQLite database.
     /// `None` for in-memory SQLite and for PostgreSQL.
     pub fn generated_secret_path(&self) -> Option<PathBuf> {
+        self.sqlite_path()
+            .map(|path| sibling(&path, GENERATED_KEY_FILES[0].suffix))
+    }
+
+    /// The SQLite database file; `None` for in-memory SQLite and for
+    /// PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
         let rest = self.database_url.strip_prefix("sqlite:")?;
         let path = rest.trim_start_matches("//").split('?').next()?;
         if path.is_empty() || path == ":memory:" || path.contains("mode=memory") {
             return None;
         }
-        Some(PathBuf::from(format!("{path}.jwt-secret")))
+        Some(PathBuf::from(path))
     }
+}
+
+/// A key file the server generates beside the SQLite database on first
+/// start. A backup is only usable with these files beside it: the data
+/// without its token secret locks every client out.
+pub struct GeneratedKeyFile {
+    /// Appended to the database file's name.
+    pub suffix: &'static str,
+    pub what: &'static str,
+}
+
+/// Every generated key file (the audit log's signing key joins this list
+/// when it is generated beside the database, SPEC E2).
+pub const GENERATED_KEY_FILES: &[GeneratedKeyFile] = &[GeneratedKeyFile {
+    suffix: ".jwt-secret",
+    what: "token secret (HS256)",
+}];
+
+/// `dir/portal-access.db` + `.jwt-secret` → `dir/portal-access.db.jwt-secret`.
+pub fn sibling(database: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// The printed form hides secrets and database passwords.
