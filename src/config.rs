@@ -291,6 +291,43 @@ impl fmt::Debug for Config {
     }
 }
 
+/// The configuration reference of docs/operations.md, rendered from the
+/// flags themselves so the two cannot drift: one Markdown table row per
+/// setting that has an environment variable.
+pub fn configuration_reference() -> String {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let mut table = String::from(
+        "| variable | flag | default | meaning |\n|---|---|---|---|\n",
+    );
+    for arg in command.get_arguments() {
+        let Some(env) = arg.get_env() else { continue };
+        let flag = arg
+            .get_long()
+            .map(|long| format!("`--{long}`"))
+            .unwrap_or_default();
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| format!("`{}`", v.to_string_lossy()))
+            .collect();
+        let default = if defaults.is_empty() {
+            "none".to_owned()
+        } else {
+            defaults.join(", ")
+        };
+        let meaning = arg
+            .get_help()
+            .map(|help| help.to_string().replace('\n', " "))
+            .unwrap_or_default();
+        table.push_str(&format!(
+            "| `{}` | {flag} | {default} | {meaning} |\n",
+            env.to_string_lossy()
+        ));
+    }
+    table
+}
+
 /// `postgres://user:secret@host/db` → `postgres://user:****@host/db`.
 pub fn mask_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -349,6 +386,30 @@ mod tests {
         assert!(!printed.contains("super-secret-value"));
         assert!(!printed.contains("hunter2"));
         assert!(printed.contains("postgres://app:****@db:5432/pa"));
+    }
+
+    /// docs/operations.md holds [`configuration_reference`] between its
+    /// markers; `UPDATE_DOCS=1 cargo test --lib config` rewrites it.
+    #[test]
+    fn operations_guide_lists_every_setting_as_the_flags_define_it() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md");
+        let guide = std::fs::read_to_string(path).expect("docs/operations.md");
+        let (begin, end) = ("<!-- configuration:begin -->\n", "<!-- configuration:end -->");
+        let start = guide.find(begin).expect("begin marker") + begin.len();
+        let stop = guide.find(end).expect("end marker");
+        let expected = configuration_reference();
+        if guide[start..stop] == expected {
+            return;
+        }
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let updated = format!("{}{expected}{}", &guide[..start], &guide[stop..]);
+            std::fs::write(path, updated).expect("rewrite docs/operations.md");
+            return;
+        }
+        panic!(
+            "docs/operations.md's configuration table differs from the flags; \
+             run UPDATE_DOCS=1 cargo test --lib config to regenerate it:\n{expected}"
+        );
     }
 
     #[test]
