@@ -297,9 +297,7 @@ impl fmt::Debug for Config {
 pub fn configuration_reference() -> String {
     use clap::CommandFactory;
     let command = Cli::command();
-    let mut table = String::from(
-        "| variable | flag | default | meaning |\n|---|---|---|---|\n",
-    );
+    let mut table = String::from("| variable | flag | default | meaning |\n|---|---|---|---|\n");
     for arg in command.get_arguments() {
         let Some(env) = arg.get_env() else { continue };
         let flag = arg
@@ -394,7 +392,10 @@ mod tests {
     fn operations_guide_lists_every_setting_as_the_flags_define_it() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md");
         let guide = std::fs::read_to_string(path).expect("docs/operations.md");
-        let (begin, end) = ("<!-- configuration:begin -->\n", "<!-- configuration:end -->");
+        let (begin, end) = (
+            "<!-- configuration:begin -->\n",
+            "<!-- configuration:end -->",
+        );
         let start = guide.find(begin).expect("begin marker") + begin.len();
         let stop = guide.find(end).expect("end marker");
         let expected = configuration_reference();

@@ -30,9 +30,7 @@ impl Store {
                 to.display()
             ));
         }
-        let target = to
-            .to_str()
-            .ok_or("the backup path must be valid UTF-8")?;
+        let target = to.to_str().ok_or("the backup path must be valid UTF-8")?;
         self.db
             .execute_raw(raw::statement(
                 self.backend,

@@ -100,7 +100,10 @@ async fn backup_during_writes_restores_every_acknowledged_write() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&copied_secret).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&copied_secret)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "the copied secret stays private");
     }
     println!(

@@ -44,8 +44,7 @@ pub fn binary(release: &Release) -> PathBuf {
     let home = target_dir.join("previous-release").join(&release.version);
     let built = home.join("target/debug/portal-access");
     let stamp = home.join("built-from");
-    if built.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&release.commit)
-    {
+    if built.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&release.commit) {
         return built;
     }
 

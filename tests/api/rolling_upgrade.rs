@@ -57,7 +57,10 @@ async fn previous_and_new_release_serve_one_postgres_database() {
         .output()
         .await
         .expect("run the migrate job");
-    assert!(migrate.status.success(), "the new release's migrations apply");
+    assert!(
+        migrate.status.success(),
+        "the new release's migrations apply"
+    );
     let new = ServerProcess::start(&url, &[]).await;
     let old_api = old.client(Backend::Postgres, &url).await;
     let new_api = new.client(Backend::Postgres, &url).await;
