@@ -4,8 +4,9 @@
 //! The release's source is exported with `git archive` (works from a fresh
 //! clone and from a git worktree, and leaves no worktree to clean up) into
 //! `target/previous-release/<version>/src` and built there with a target
-//! directory of its own, seeded from this build's dependencies so only what
-//! changed is compiled. The binary is kept: a second run reuses it.
+//! directory of its own, seeded from this build's dependencies. The binary
+//! is kept, keyed by the commit: a second run reuses it (the first build
+//! took 6 minutes on a shared 2-core machine; a cached run about 2 s).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -111,8 +112,10 @@ fn export_source(commit: &str, into: &Path) {
 }
 
 /// Copies this build's compiled dependencies into the release's target
-/// directory the first time, so cargo compiles only the crates whose
-/// source or version differs. Best effort: without it cargo builds all.
+/// directory the first time, so cargo reuses every crate compiled with the
+/// same version and features (crates that the test build compiles with
+/// dev-dependency features, tokio and what depends on it, are compiled
+/// again). Best effort: without it cargo builds everything.
 fn seed_dependencies(from: &Path, to: &Path) {
     if to.exists() {
         return;
