@@ -26,6 +26,17 @@ pub enum Command {
     Migrate,
     /// Print a token signed with the configured HS256 secret.
     Token(Box<TokenArgs>),
+    /// Copy the live SQLite database, and the key files generated beside
+    /// it, while the service serves (PostgreSQL: see docs/operations.md).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The copy to write; it must not exist. Generated key files are
+    /// copied beside it under the same suffixes.
+    #[arg(long)]
+    pub to: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -233,13 +244,43 @@ impl Config {
     /// The file a generated secret is kept in: beside the SQLite database.
     /// `None` for in-memory SQLite and for PostgreSQL.
     pub fn generated_secret_path(&self) -> Option<PathBuf> {
+        self.sqlite_path()
+            .map(|path| sibling(&path, GENERATED_KEY_FILES[0].suffix))
+    }
+
+    /// The SQLite database file; `None` for in-memory SQLite and for
+    /// PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
         let rest = self.database_url.strip_prefix("sqlite:")?;
         let path = rest.trim_start_matches("//").split('?').next()?;
         if path.is_empty() || path == ":memory:" || path.contains("mode=memory") {
             return None;
         }
-        Some(PathBuf::from(format!("{path}.jwt-secret")))
+        Some(PathBuf::from(path))
     }
+}
+
+/// A key file the server generates beside the SQLite database on first
+/// start. A backup is only usable with these files beside it: the data
+/// without its token secret locks every client out.
+pub struct GeneratedKeyFile {
+    /// Appended to the database file's name.
+    pub suffix: &'static str,
+    pub what: &'static str,
+}
+
+/// Every generated key file (the audit log's signing key joins this list
+/// when it is generated beside the database, SPEC E2).
+pub const GENERATED_KEY_FILES: &[GeneratedKeyFile] = &[GeneratedKeyFile {
+    suffix: ".jwt-secret",
+    what: "token secret (HS256)",
+}];
+
+/// `dir/portal-access.db` + `.jwt-secret` → `dir/portal-access.db.jwt-secret`.
+pub fn sibling(database: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// The printed form hides secrets and database passwords.
@@ -276,6 +317,41 @@ impl fmt::Debug for Config {
             .field("health_listen", &self.health_listen)
             .finish()
     }
+}
+
+/// The configuration reference of docs/operations.md, rendered from the
+/// flags themselves so the two cannot drift: one Markdown table row per
+/// setting that has an environment variable.
+pub fn configuration_reference() -> String {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let mut table = String::from("| variable | flag | default | meaning |\n|---|---|---|---|\n");
+    for arg in command.get_arguments() {
+        let Some(env) = arg.get_env() else { continue };
+        let flag = arg
+            .get_long()
+            .map(|long| format!("`--{long}`"))
+            .unwrap_or_default();
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| format!("`{}`", v.to_string_lossy()))
+            .collect();
+        let default = if defaults.is_empty() {
+            "none".to_owned()
+        } else {
+            defaults.join(", ")
+        };
+        let meaning = arg
+            .get_help()
+            .map(|help| help.to_string().replace('\n', " "))
+            .unwrap_or_default();
+        table.push_str(&format!(
+            "| `{}` | {flag} | {default} | {meaning} |\n",
+            env.to_string_lossy()
+        ));
+    }
+    table
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:****@host/db`.
@@ -336,6 +412,33 @@ mod tests {
         assert!(!printed.contains("super-secret-value"));
         assert!(!printed.contains("hunter2"));
         assert!(printed.contains("postgres://app:****@db:5432/pa"));
+    }
+
+    /// docs/operations.md holds [`configuration_reference`] between its
+    /// markers; `UPDATE_DOCS=1 cargo test --lib config` rewrites it.
+    #[test]
+    fn operations_guide_lists_every_setting_as_the_flags_define_it() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md");
+        let guide = std::fs::read_to_string(path).expect("docs/operations.md");
+        let (begin, end) = (
+            "<!-- configuration:begin -->\n",
+            "<!-- configuration:end -->",
+        );
+        let start = guide.find(begin).expect("begin marker") + begin.len();
+        let stop = guide.find(end).expect("end marker");
+        let expected = configuration_reference();
+        if guide[start..stop] == expected {
+            return;
+        }
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let updated = format!("{}{expected}{}", &guide[..start], &guide[stop..]);
+            std::fs::write(path, updated).expect("rewrite docs/operations.md");
+            return;
+        }
+        panic!(
+            "docs/operations.md's configuration table differs from the flags; \
+             run UPDATE_DOCS=1 cargo test --lib config to regenerate it:\n{expected}"
+        );
     }
 
     #[test]

@@ -283,6 +283,18 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_is_documented() {
+        let rules = include_str!("../docs/rules.md");
+        for reason in Reason::ALL {
+            let text = reason.as_str();
+            assert!(
+                rules.contains(&format!("`{text}`")),
+                "docs/rules.md (Errors) does not list {text}"
+            );
+        }
+    }
+
+    #[test]
     fn last_admin_is_a_failed_precondition() {
         assert_eq!(Reason::LastAdmin.code(), Code::FailedPrecondition);
         assert_eq!(Reason::LastAdmin.as_str(), "LAST_ADMIN");

@@ -5,6 +5,7 @@
 //! `domain` (rules) → `store` (SQL); errors flow back as [`error::Error`].
 
 pub mod app;
+pub mod backup;
 pub mod config;
 pub mod domain;
 pub mod error;

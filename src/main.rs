@@ -1,11 +1,12 @@
-//! `portal-access`: flags → config → telemetry → serve, migrate or token.
+//! `portal-access`: flags → config → telemetry → serve, migrate, token or
+//! backup.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use portal_access::app::{App, load_token_keys};
-use portal_access::config::{Cli, Command, TokenArgs};
+use portal_access::config::{BackupArgs, Cli, Command, TokenArgs};
 use portal_access::domain::SystemClock;
 use portal_access::store::Store;
 use portal_access::telemetry;
@@ -20,6 +21,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(cli.config).await,
         Command::Migrate => migrate(cli.config).await,
         Command::Token(args) => token(cli.config, *args),
+        Command::Backup(args) => backup(cli.config, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,6 +35,7 @@ async fn main() -> ExitCode {
 async fn serve(config: portal_access::config::Config) -> Result<(), String> {
     tracing::info!(
         ?config,
+        version = env!("CARGO_PKG_VERSION"),
         "starting portal-access {}",
         env!("CARGO_PKG_VERSION")
     );
@@ -69,6 +72,13 @@ fn token(config: portal_access::config::Config, args: TokenArgs) -> Result<(), S
     let token = keys.mint(&claims)?;
     // The token is the command's output, for `$(portal-access token …)`.
     println!("{token}");
+    Ok(())
+}
+
+async fn backup(config: portal_access::config::Config, args: BackupArgs) -> Result<(), String> {
+    let report = portal_access::backup::run(&config, &args.to).await?;
+    // The report is the command's output: what to keep with the backup.
+    print!("{report}");
     Ok(())
 }
 

@@ -220,17 +220,40 @@ pub(super) struct Appended {
     pub state_changed: BTreeSet<Uuid>,
 }
 
-/// The NOTIFY payload: the last sequence committed, then the realms whose
-/// state changed, for the other replicas' streams and read caches:
-/// `"42:0190…,0190…"`.
+/// The NOTIFY payload, read by every replica's streams and read caches:
+/// the last sequence committed and the realms whose state changed.
+///
+/// Replicas of two releases share one database during a rolling update, so
+/// the payload carries its version and readers accept every version since
+/// the previous release (docs/operations.md, "Messages between replicas"):
+/// - version 1, unprefixed, as v0.1.0 writes and reads it:
+///   `"42:0190…,0190…"`;
+/// - version 2, the same fields behind a version tag: `"v2:42:0190…,0190…"`.
+///
+/// This release still writes version 1, which the previous release reads;
+/// a release whose predecessor reads version 2 switches to writing it.
+const NOTIFICATION_WRITE_VERSION: u32 = 1;
+
 fn notification(last: i64, state_changed: &BTreeSet<Uuid>) -> String {
     let realms: Vec<String> = state_changed.iter().map(Uuid::to_string).collect();
-    format!("{last}:{}", realms.join(","))
+    match NOTIFICATION_WRITE_VERSION {
+        1 => format!("{last}:{}", realms.join(",")),
+        version => format!("v{version}:{last}:{}", realms.join(",")),
+    }
 }
 
-/// Reads [`notification`]'s payload.
+/// Reads [`notification`]'s payload in any version it has had; `None` for
+/// a version this release does not know (the streams' periodic re-read and
+/// the cache's age bound cover a missed wake-up).
 pub(super) fn parse_notification(payload: &str) -> Option<(i64, Vec<Uuid>)> {
-    let (sequence, realms) = payload.split_once(':').unwrap_or((payload, ""));
+    let fields = match payload.strip_prefix('v') {
+        None => payload,
+        Some(tagged) => {
+            let (version, fields) = tagged.split_once(':')?;
+            (version == "2").then_some(fields)?
+        }
+    };
+    let (sequence, realms) = fields.split_once(':').unwrap_or((fields, ""));
     let sequence = sequence.parse().ok()?;
     let realms = realms
         .split(',')
@@ -357,5 +380,49 @@ impl super::Store {
             .one(self.conn())
             .await
             .map_err(db_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_round_trips() {
+        let realms: BTreeSet<Uuid> = [Uuid::new_v4(), Uuid::new_v4()].into();
+        let (sequence, parsed) = parse_notification(&notification(42, &realms)).unwrap();
+        assert_eq!(sequence, 42);
+        assert_eq!(parsed, realms.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn notification_is_written_in_the_form_the_previous_release_reads() {
+        // v0.1.0's reader: sequence, a colon, comma-separated realms.
+        let realm = Uuid::new_v4();
+        let payload = notification(7, &[realm].into());
+        assert_eq!(payload, format!("7:{realm}"));
+        assert_eq!(notification(8, &BTreeSet::new()), "8:");
+    }
+
+    #[test]
+    fn notification_reads_every_known_version() {
+        let realm = Uuid::new_v4();
+        assert_eq!(
+            parse_notification(&format!("42:{realm}")),
+            Some((42, vec![realm]))
+        );
+        assert_eq!(
+            parse_notification(&format!("v2:42:{realm}")),
+            Some((42, vec![realm]))
+        );
+        assert_eq!(parse_notification("v2:43:"), Some((43, vec![])));
+        assert_eq!(parse_notification("42"), Some((42, vec![])));
+    }
+
+    #[test]
+    fn notification_of_an_unknown_version_is_ignored() {
+        assert_eq!(parse_notification("v3:42:"), None);
+        assert_eq!(parse_notification("v2"), None);
+        assert_eq!(parse_notification("garbage"), None);
     }
 }

@@ -12,6 +12,7 @@
 mod accounts;
 mod api_keys;
 mod audit;
+mod backup;
 // `#[sea_orm::model]` also generates a `ModelEx` per table, unused where we
 // load no related models.
 #[allow(dead_code)]
@@ -34,7 +35,6 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
-use sea_orm_migration::MigratorTrait;
 use tokio::sync::watch;
 
 pub use audit::{AuditFilter, EventPosition};
@@ -143,12 +143,10 @@ impl Store {
                 tx.execute_unprepared("SELECT pg_advisory_xact_lock(7261001)")
                     .await
                     .map_err(db_error)?;
-                migration::Migrator::up(&tx, None).await.map_err(db_error)?;
+                migration::apply(&tx).await.map_err(db_error)?;
                 tx.commit().await.map_err(db_error)?;
             }
-            Backend::Sqlite => migration::Migrator::up(&self.db, None)
-                .await
-                .map_err(db_error)?,
+            Backend::Sqlite => migration::apply(&self.db).await.map_err(db_error)?,
         }
         let head = audit::last_sequence(&self.db, self.backend).await?;
         self.committed.send_replace(head);

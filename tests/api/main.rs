@@ -5,6 +5,7 @@
 mod helpers;
 mod model;
 mod people;
+mod previous_release;
 mod process;
 mod support_steps;
 
@@ -12,6 +13,7 @@ mod admins;
 mod api_keys;
 mod audit_stream;
 mod auth;
+mod backup;
 mod bad_input;
 mod check_cache;
 mod faults;
@@ -21,9 +23,11 @@ mod outage;
 mod portals;
 mod races;
 mod refusals;
+mod rolling_upgrade;
 mod security_edges;
 mod stream_rights;
 mod support_access;
 mod support_bad_input;
 mod support_races;
 mod tls;
+mod version;

@@ -14,6 +14,8 @@ use crate::helpers::{Backend, TEST_SECRET, TestApp};
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
+    /// The JSON log lines printed up to "serving gRPC", that one included.
+    pub startup: Vec<serde_json::Value>,
     /// The JSON log lines printed after start-up.
     pub logs: mpsc::UnboundedReceiver<serde_json::Value>,
 }
@@ -22,7 +24,17 @@ impl ServerProcess {
     /// Starts the binary on `database_url` with JSON logs and a random port,
     /// and waits for it to say where it listens.
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> ServerProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_portal-access"));
+        let mut command = Self::command(env!("CARGO_BIN_EXE_portal-access"), database_url);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Self::spawn(command).await
+    }
+
+    /// How [`ServerProcess::start`] runs `binary` (this build or another
+    /// release's), for a caller to adjust before [`ServerProcess::spawn`].
+    pub fn command(binary: impl AsRef<std::ffi::OsStr>, database_url: &str) -> Command {
+        let mut command = Command::new(binary);
         command
             .env("PORTAL_ACCESS_LISTEN", "127.0.0.1:0")
             .env("DATABASE_URL", database_url)
@@ -34,9 +46,11 @@ impl ServerProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        for (name, value) in env {
-            command.env(name, value);
-        }
+        command
+    }
+
+    /// Starts `command` and waits for the server to say where it listens.
+    pub async fn spawn(mut command: Command) -> ServerProcess {
         let mut child = command.spawn().expect("start portal-access");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, mut logs) = mpsc::unbounded_channel();
@@ -48,20 +62,28 @@ impl ServerProcess {
                 }
             }
         });
+        let mut startup = Vec::new();
         let addr = loop {
             let line = tokio::time::timeout(Duration::from_secs(60), logs.recv())
                 .await
                 .expect("the server starts within 60 s")
                 .expect("the server printed where it listens before exiting");
-            if line["message"] == "serving gRPC" {
-                break line["addr"]
+            let serving = line["message"] == "serving gRPC";
+            startup.push(line);
+            if serving {
+                break startup[startup.len() - 1]["addr"]
                     .as_str()
                     .expect("addr field")
                     .parse()
                     .expect("an address");
             }
         };
-        ServerProcess { child, addr, logs }
+        ServerProcess {
+            child,
+            addr,
+            startup,
+            logs,
+        }
     }
 
     pub fn pid(&self) -> u32 {
