@@ -181,6 +181,9 @@ pub struct NewAuditEvent {
     pub target_type: String,
     pub target_id: String,
     pub details: BTreeMap<String, String>,
+    /// The support session (access request) the event belongs to, if any:
+    /// its events are chained to each other in the evidence log (E5).
+    pub access_request_id: Option<Uuid>,
 }
 
 impl NewAuditEvent {
@@ -195,6 +198,7 @@ impl NewAuditEvent {
             target_type: String::new(),
             target_id: String::new(),
             details: BTreeMap::new(),
+            access_request_id: None,
         }
     }
 
@@ -213,6 +217,12 @@ impl NewAuditEvent {
     pub fn target(mut self, target_type: &str, target_id: impl ToString) -> Self {
         self.target_type = target_type.to_owned();
         self.target_id = target_id.to_string();
+        self
+    }
+
+    /// E5: the event is part of this access request's session.
+    pub fn for_request(mut self, access_request_id: Uuid) -> Self {
+        self.access_request_id = Some(access_request_id);
         self
     }
 

@@ -162,6 +162,7 @@ async fn portals_named(tx: &WriteTx, realm: &Realm, ids: &[Uuid]) -> Result<Vec<
 
 fn request_event(request: &AccessRequest, action: &'static str, actor: Actor) -> NewAuditEvent {
     NewAuditEvent::support(request.realm_id, action, actor)
+        .for_request(request.id)
         .target("access_request", request.id)
         .detail("agent_id", request.agent_id)
         .detail("agent_name", &request.agent_name)
@@ -185,6 +186,7 @@ async fn end_grant(
     };
     tx.record(
         NewAuditEvent::support(grant.realm_id, ended, actor.clone())
+            .for_request(grant.access_request_id)
             .in_portal(grant.portal_id)
             .target("support_grant", grant.id)
             .detail("access_request_id", grant.access_request_id)
@@ -193,6 +195,7 @@ async fn end_grant(
     );
     tx.record(
         NewAuditEvent::support(grant.realm_id, action::TEMPORARY_ADMIN_DELETED, actor)
+            .for_request(grant.access_request_id)
             .in_portal(grant.portal_id)
             .target("account", grant.temporary_account_id)
             .detail("support_grant_id", grant.id)
@@ -502,6 +505,7 @@ impl Services {
                     extended.push(grant.id);
                     tx.record(
                         NewAuditEvent::support(realm.id, action::SUPPORT_EXTENDED, actor.clone())
+                            .for_request(request.id)
                             .in_portal(portal.id)
                             .target("support_grant", grant.id)
                             .detail("access_request_id", request.id)
@@ -548,6 +552,7 @@ impl Services {
             };
             tx.record(
                 NewAuditEvent::support(realm.id, action::SUPPORT_ALLOWED, actor.clone())
+                    .for_request(request.id)
                     .in_portal(portal.id)
                     .target("support_grant", grant.id)
                     .detail("access_request_id", request.id)
@@ -557,6 +562,7 @@ impl Services {
             );
             tx.record(
                 NewAuditEvent::support(realm.id, action::TEMPORARY_ADMIN_CREATED, actor.clone())
+                    .for_request(request.id)
                     .in_portal(portal.id)
                     .target("account", account.id)
                     .detail("support_grant_id", grant.id)
@@ -733,6 +739,7 @@ impl Services {
                 agent_name: Some(agent.name.clone()),
             },
         )
+        .for_request(grant.access_request_id)
         .in_portal(grant.portal_id)
         .target("rpc", rpc)
         .detail("rpc", rpc)

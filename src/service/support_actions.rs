@@ -149,6 +149,7 @@ async fn write_batch(store: &Store, clock: &dyn Clock, batch: Vec<PendingAction>
                 agent_name: Some(pending.agent.name),
             },
         )
+        .for_request(grant.access_request_id)
         .in_portal(pending.portal.id)
         .target(&pending.action.target_type, &pending.action.target_id);
         event.details = pending.action.details;
