@@ -250,9 +250,35 @@ pub struct AuditEvent {
     pub prev_hash: String,
     /// Hex SHA-256 of `prev_hash ‖ canonical_bytes()`.
     pub hash: String,
+    /// Where the event sits in its realm's Merkle tree (E1, E5); `None`
+    /// only for an event an older release wrote that has not joined the
+    /// tree yet.
+    pub leaf: Option<LeafPosition>,
+}
+
+/// An event's place in the evidence log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafPosition {
+    pub leaf_index: u64,
+    /// The support session (access request) the event belongs to.
+    pub access_request_id: Option<Uuid>,
+    /// The leaf of the session's previous event (E5 back-link).
+    pub previous_request_leaf: Option<u64>,
 }
 
 impl AuditEvent {
+    /// The event's leaf (E1), once it is in the tree.
+    pub fn leaf_event(&self) -> Option<super::leaf::LeafEvent> {
+        self.leaf.map(|at| {
+            super::leaf::LeafEvent::from_audit(
+                self,
+                at.leaf_index,
+                at.access_request_id,
+                at.previous_request_leaf,
+            )
+        })
+    }
+
     /// Length-prefixed fields in a fixed order: unambiguous, so two
     /// different events never share canonical bytes.
     pub fn canonical_bytes(&self) -> Vec<u8> {
@@ -411,6 +437,7 @@ mod tests {
             details: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
             prev_hash: prev_hash.to_owned(),
             hash: String::new(),
+            leaf: None,
         };
         event.hash = event.expected_hash(prev_hash);
         event

@@ -546,6 +546,7 @@ mod tests {
             details: example.details.clone(),
             prev_hash: String::new(),
             hash: String::new(),
+            leaf: None,
         };
         let leaf = LeafEvent::from_audit(&event, 2, example.access_request_id, Some(1));
         assert_eq!(leaf, example);

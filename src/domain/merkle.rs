@@ -336,6 +336,11 @@ pub fn consistency_proof(
 
 /// The stored hashes an append to a tree of `size` leaves needs: the
 /// complete subtrees of `0..size` (its right border, at most 64).
+/// The root of a tree from its right border (see [`append`]).
+pub fn root_of_border(border: &[Hash]) -> Hash {
+    fold_right(border)
+}
+
 pub fn append_needs(size: u64) -> Vec<SubtreeId> {
     let mut ids = Vec::new();
     decompose(0, size, &mut ids);
@@ -352,6 +357,9 @@ pub struct Appended {
     pub size: u64,
     /// The root after the append.
     pub root: Hash,
+    /// The right border after the append (the hashes of
+    /// [`append_needs`]`(size)`): what the next append starts from.
+    pub border: Vec<Hash>,
 }
 
 /// Appends `leaf_hashes` to a tree of `size` leaves whose right border
@@ -397,11 +405,12 @@ pub fn append(size: u64, border: &[Hash], leaf_hashes: &[Hash]) -> Result<Append
         }
         stack.push((level, hash));
     }
-    let hashes: Vec<Hash> = stack.iter().map(|(_, h)| *h).collect();
+    let border: Vec<Hash> = stack.iter().map(|(_, h)| *h).collect();
     Ok(Appended {
         stored,
         size: size + leaf_hashes.len() as u64,
-        root: fold_right(&hashes),
+        root: fold_right(&border),
+        border,
     })
 }
 

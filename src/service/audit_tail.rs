@@ -213,6 +213,7 @@ mod tests {
             details: Default::default(),
             prev_hash: String::new(),
             hash: String::new(),
+            leaf: None,
         }
     }
 

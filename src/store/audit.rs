@@ -10,7 +10,7 @@
 //! commits of audited writes are serialized; each holds the row only for
 //! its final inserts and the commit itself.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -21,10 +21,12 @@ use uuid::Uuid;
 
 use super::entity::{audit_event, realm};
 use super::errors::db_error;
+use super::tree::{self, RealmLog};
 use super::{Backend, raw};
 use crate::domain::audit::{
-    Actor, ActorKind, AuditCategory, AuditEvent, NewAuditEvent, action, chain_hash,
+    Actor, ActorKind, AuditCategory, AuditEvent, LeafPosition, NewAuditEvent, action, chain_hash,
 };
+use crate::domain::merkle::Hash;
 use crate::domain::clock::{from_micros, to_micros};
 use crate::error::{Error, Result};
 
@@ -70,7 +72,7 @@ pub(super) async fn append(
     backend: Backend,
     now: DateTime<Utc>,
     events: Vec<NewAuditEvent>,
-    mut heads: BTreeMap<Uuid, String>,
+    mut heads: BTreeMap<Uuid, RealmLog>,
 ) -> Result<Appended> {
     if events.is_empty() {
         return Ok(Appended::default());
@@ -83,18 +85,29 @@ pub(super) async fn append(
         if heads.contains_key(realm_id) {
             continue;
         }
-        let head = realm::Entity::find_by_id(*realm_id)
-            .select_only()
-            .column(realm::Column::AuditHeadHash)
+        let row = realm::Entity::find_by_id(*realm_id)
             .lock_exclusive()
-            .into_tuple::<String>()
             .one(tx)
             .await
             .map_err(db_error)?
             .ok_or_else(|| Error::internal(format!("audit event for unknown realm {realm_id}")))?;
-        heads.insert(*realm_id, head);
+        heads.insert(*realm_id, RealmLog::from_row(&row)?);
     }
     heads.retain(|realm_id, _| realm_ids.contains(realm_id));
+    // E1: events an older release wrote join the tree first (rare: only
+    // during a rolling update from a release without the tree).
+    for (realm_id, log) in heads.iter_mut() {
+        if log.tree_is_behind() {
+            tree::catch_up(tx, backend, *realm_id, log).await?;
+        }
+    }
+    // E5: where each session's chain of events stands.
+    let sessions: BTreeSet<Uuid> = events.iter().filter_map(|e| e.access_request_id).collect();
+    let mut last_leaf = if sessions.is_empty() {
+        HashMap::new()
+    } else {
+        tree::session_last_leaves(tx, backend, sessions).await?
+    };
 
     let count = events.len() as i64;
     let row = tx
@@ -111,11 +124,12 @@ pub(super) async fn append(
 
     let mut appended = Vec::with_capacity(events.len());
     let mut state_changed: BTreeSet<Uuid> = BTreeSet::new();
+    let mut leaves: BTreeMap<Uuid, Vec<Hash>> = BTreeMap::new();
     for (offset, new) in events.into_iter().enumerate() {
         if !action::is_session_log(new.action) {
             state_changed.insert(new.realm_id);
         }
-        let prev_hash = heads[&new.realm_id].clone();
+        let log = heads.get_mut(&new.realm_id).expect("every realm locked");
         let mut event = AuditEvent {
             sequence: first + offset as i64,
             id: new.id,
@@ -128,22 +142,47 @@ pub(super) async fn append(
             target_type: new.target_type.to_owned(),
             target_id: new.target_id,
             details: new.details,
-            prev_hash,
+            prev_hash: log.chain_hash.clone(),
             hash: String::new(),
+            leaf: None,
         };
         event.hash = chain_hash(&event.prev_hash, &event.canonical_bytes());
-        heads.insert(event.realm_id, event.hash.clone());
+        log.chain_hash = event.hash.clone();
+        let realm_leaves = leaves.entry(event.realm_id).or_default();
+        let leaf_index = log.tree_size + realm_leaves.len() as u64;
+        realm_leaves.push(tree::place(
+            &mut event,
+            leaf_index,
+            new.access_request_id,
+            &mut last_leaf,
+        ));
         appended.push(event);
+    }
+    let mut nodes: Vec<(Uuid, i64, String)> = Vec::new();
+    for (realm_id, hashes) in &leaves {
+        let log = heads.get_mut(realm_id).expect("every realm locked");
+        nodes.extend(
+            log.grow(hashes)?
+                .into_iter()
+                .map(|(key, hash)| (*realm_id, key, hash)),
+        );
+        // The tree holds every event of the chain.
+        log.tree_chain_hash = log.chain_hash.clone();
     }
 
     // The revision tells permission caches on every replica that the realm
     // changed (SPEC §8); a support action changes no permission.
-    let new_heads: Vec<(Uuid, String, i64)> = heads
+    let new_heads: Vec<RealmHeads> = heads
         .into_iter()
-        .map(|(realm_id, head)| {
-            let bump = i64::from(state_changed.contains(&realm_id));
-            (realm_id, head, bump)
+        .map(|(realm_id, log)| RealmHeads {
+            realm_id,
+            bump: i64::from(state_changed.contains(&realm_id)),
+            log,
         })
+        .collect();
+    let sessions: Vec<(Uuid, i64)> = last_leaf
+        .into_iter()
+        .filter_map(|(id, leaf)| Some((id, leaf? as i64)))
         .collect();
     let insert = audit_event::Entity::insert_many(appended.iter().map(to_row));
     match backend {
@@ -154,17 +193,39 @@ pub(super) async fn append(
             let statement = finish_append_postgres(
                 insert.build(DbBackend::Postgres),
                 &new_heads,
+                &nodes,
+                &sessions,
                 notification(last, &state_changed),
             );
             tx.execute_raw(statement).await.map_err(db_error)?;
         }
         Backend::Sqlite => {
             insert.exec(tx).await.map_err(db_error)?;
-            for (realm_id, head, bump) in new_heads {
+            for heads in &new_heads {
                 tx.execute_raw(raw::statement(
                     backend,
-                    "UPDATE realms SET audit_head_hash = ?, revision = revision + ? WHERE id = ?",
-                    vec![Value::from(head), Value::from(bump), Value::from(realm_id)],
+                    "UPDATE realms SET audit_head_hash = ?, revision = revision + ?, \
+                     tree_size = ?, tree_border = ?, tree_chain_hash = ? WHERE id = ?",
+                    vec![
+                        Value::from(heads.log.chain_hash.clone()),
+                        Value::from(heads.bump),
+                        Value::from(heads.log.tree_size as i64),
+                        Value::from(heads.log.border_text()),
+                        Value::from(heads.log.tree_chain_hash.clone()),
+                        Value::from(heads.realm_id),
+                    ],
+                ))
+                .await
+                .map_err(db_error)?;
+            }
+            for (realm_id, realm_nodes) in group_nodes(&nodes) {
+                tree::insert_nodes(tx, backend, realm_id, &realm_nodes).await?;
+            }
+            for (id, leaf) in &sessions {
+                tx.execute_raw(raw::statement(
+                    backend,
+                    "UPDATE access_requests SET last_leaf = ? WHERE id = ?",
+                    vec![Value::from(*leaf), Value::from(*id)],
                 ))
                 .await
                 .map_err(db_error)?;
@@ -177,12 +238,33 @@ pub(super) async fn append(
     })
 }
 
-/// One PostgreSQL statement that inserts the events, moves the realms'
-/// chain heads and notifies the other replicas (delivered only when the
-/// transaction commits). Data-modifying `WITH` parts always run in full.
+/// What one append leaves on a realm's row.
+struct RealmHeads {
+    realm_id: Uuid,
+    bump: i64,
+    log: RealmLog,
+}
+
+fn group_nodes(nodes: &[(Uuid, i64, String)]) -> BTreeMap<Uuid, Vec<(i64, String)>> {
+    let mut grouped: BTreeMap<Uuid, Vec<(i64, String)>> = BTreeMap::new();
+    for (realm_id, key, hash) in nodes {
+        grouped
+            .entry(*realm_id)
+            .or_default()
+            .push((*key, hash.clone()));
+    }
+    grouped
+}
+
+/// One PostgreSQL statement that inserts the events and their tree nodes,
+/// moves the realms' chain and tree heads and the sessions' last leaves,
+/// and notifies the other replicas (delivered only when the transaction
+/// commits). Data-modifying `WITH` parts always run in full.
 fn finish_append_postgres(
     insert: Statement,
-    heads: &[(Uuid, String, i64)],
+    heads: &[RealmHeads],
+    nodes: &[(Uuid, i64, String)],
+    sessions: &[(Uuid, i64)],
     payload: String,
 ) -> Statement {
     let mut values = insert.values.map(|v| v.0).unwrap_or_default();
@@ -192,22 +274,62 @@ fn finish_append_postgres(
     };
     let rows: Vec<String> = heads
         .iter()
-        .map(|(realm_id, head, bump)| {
-            let id = param(Value::from(*realm_id), &mut values);
-            let hash = param(Value::from(head.clone()), &mut values);
-            let bump = param(Value::from(*bump), &mut values);
-            format!("({id}::uuid, {hash}::text, {bump}::bigint)")
+        .map(|h| {
+            let id = param(Value::from(h.realm_id), &mut values);
+            let hash = param(Value::from(h.log.chain_hash.clone()), &mut values);
+            let bump = param(Value::from(h.bump), &mut values);
+            let size = param(Value::from(h.log.tree_size as i64), &mut values);
+            let border = param(Value::from(h.log.border_text()), &mut values);
+            let synced = param(Value::from(h.log.tree_chain_hash.clone()), &mut values);
+            format!(
+                "({id}::uuid, {hash}::text, {bump}::bigint, {size}::bigint, {border}::text, {synced}::text)"
+            )
         })
         .collect();
+    let mut parts = vec![
+        format!("appended AS ({})", insert.sql),
+        format!(
+            "heads AS (UPDATE realms SET audit_head_hash = v.hash, revision = realms.revision + v.bump, \
+             tree_size = v.size, tree_border = v.border, tree_chain_hash = v.synced \
+             FROM (VALUES {}) AS v(id, hash, bump, size, border, synced) WHERE realms.id = v.id)",
+            rows.join(", ")
+        ),
+    ];
+    if !nodes.is_empty() {
+        let rows: Vec<String> = nodes
+            .iter()
+            .map(|(realm_id, key, hash)| {
+                let realm_id = param(Value::from(*realm_id), &mut values);
+                let key = param(Value::from(*key), &mut values);
+                let hash = param(Value::from(hash.clone()), &mut values);
+                format!("({realm_id}::uuid, {key}::bigint, {hash}::text)")
+            })
+            .collect();
+        parts.push(format!(
+            "nodes AS (INSERT INTO audit_tree_nodes (realm_id, node, hash) VALUES {})",
+            rows.join(", ")
+        ));
+    }
+    if !sessions.is_empty() {
+        let rows: Vec<String> = sessions
+            .iter()
+            .map(|(id, leaf)| {
+                let id = param(Value::from(*id), &mut values);
+                let leaf = param(Value::from(*leaf), &mut values);
+                format!("({id}::uuid, {leaf}::bigint)")
+            })
+            .collect();
+        parts.push(format!(
+            "sessions AS (UPDATE access_requests SET last_leaf = v.leaf \
+             FROM (VALUES {}) AS v(id, leaf) WHERE access_requests.id = v.id)",
+            rows.join(", ")
+        ));
+    }
     let channel = param(Value::from(NOTIFY_CHANNEL), &mut values);
     let payload = param(Value::from(payload), &mut values);
     let sql = format!(
-        "WITH appended AS ({insert}), \
-         heads AS (UPDATE realms SET audit_head_hash = v.hash, revision = realms.revision + v.bump \
-         FROM (VALUES {rows}) AS v(id, hash, bump) WHERE realms.id = v.id) \
-         SELECT pg_notify({channel}, {payload})",
-        insert = insert.sql,
-        rows = rows.join(", "),
+        "WITH {} SELECT pg_notify({channel}, {payload})",
+        parts.join(", ")
     );
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
@@ -281,6 +403,12 @@ fn to_row(event: &AuditEvent) -> audit_event::ActiveModel {
         occurred_at: Set(to_micros(event.occurred_at)),
         prev_hash: Set(event.prev_hash.clone()),
         hash: Set(event.hash.clone()),
+        leaf_index: Set(event.leaf.map(|l| l.leaf_index as i64)),
+        access_request_id: Set(event.leaf.and_then(|l| l.access_request_id)),
+        previous_request_leaf: Set(event
+            .leaf
+            .and_then(|l| l.previous_request_leaf)
+            .map(|l| l as i64)),
     }
 }
 
@@ -304,6 +432,11 @@ pub(super) fn from_row(row: audit_event::Model) -> AuditEvent {
         details: serde_json::from_str(&row.details).unwrap_or_default(),
         prev_hash: row.prev_hash,
         hash: row.hash,
+        leaf: row.leaf_index.map(|leaf_index| LeafPosition {
+            leaf_index: leaf_index as u64,
+            access_request_id: row.access_request_id,
+            previous_request_leaf: row.previous_request_leaf.map(|l| l as u64),
+        }),
     }
 }
 

@@ -24,6 +24,7 @@ mod portals;
 mod raw;
 mod read_cache;
 mod support;
+pub(crate) mod tree;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -274,8 +275,8 @@ pub struct WriteTx {
     backend: Backend,
     now: DateTime<Utc>,
     events: Vec<NewAuditEvent>,
-    /// Chain heads of the realms this transaction has locked.
-    audit_heads: Mutex<BTreeMap<uuid::Uuid, String>>,
+    /// Log heads (chain and tree) of the realms this transaction has locked.
+    audit_heads: Mutex<BTreeMap<uuid::Uuid, tree::RealmLog>>,
     committed: watch::Sender<i64>,
     cache: Arc<read_cache::ReadCache>,
 }
@@ -326,10 +327,10 @@ impl WriteTx {
         &self.tx
     }
 
-    fn remember_audit_head(&self, realm_id: uuid::Uuid, head: &str) {
+    fn remember_audit_head(&self, realm_id: uuid::Uuid, head: tree::RealmLog) {
         self.audit_heads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(realm_id, head.to_owned());
+            .insert(realm_id, head);
     }
 }

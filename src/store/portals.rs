@@ -131,11 +131,12 @@ impl super::WriteTx {
             .one(self.conn())
             .await
             .map_err(db_error)?;
-        Ok(row.map(|row| {
-            // Held until commit, so the append need not read it again.
-            self.remember_audit_head(row.id, &row.audit_head_hash);
-            realm_from(row)
-        }))
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        // Held until commit, so the append need not read it again.
+        self.remember_audit_head(row.id, super::tree::RealmLog::from_row(&row)?);
+        Ok(Some(realm_from(row)))
     }
 
     pub async fn portal(&self, id: Uuid) -> Result<Option<Portal>> {
@@ -164,6 +165,9 @@ impl super::WriteTx {
             top_level_admins_enrollable: Set(realm.top_level_admins_enrollable),
             top_level_portal_id: Set(realm.top_level_portal_id),
             audit_head_hash: Set(String::new()),
+            tree_size: Set(0),
+            tree_border: Set(String::new()),
+            tree_chain_hash: Set(String::new()),
             revision: Set(0),
             created_at: Set(to_micros(realm.created_at)),
             updated_at: Set(to_micros(realm.updated_at)),

@@ -24,6 +24,14 @@ pub struct Model {
     pub occurred_at: i64,
     pub prev_hash: String,
     pub hash: String,
+    /// E1: position in the realm's Merkle tree (set when the event joins
+    /// the tree; empty only for events an older release wrote, until the
+    /// realm's next append).
+    pub leaf_index: Option<i64>,
+    /// E5: the support session the event belongs to.
+    pub access_request_id: Option<Uuid>,
+    /// E5: the leaf of the previous event of the same session.
+    pub previous_request_leaf: Option<i64>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

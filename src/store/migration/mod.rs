@@ -13,6 +13,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_initial;
 mod m20261123_000002_support_lookups;
+mod m20261201_000001_evidence_tree;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_support_lookups::Migration),
+            Box::new(m20261201_000001_evidence_tree::Migration),
         ]
     }
 }
