@@ -18,6 +18,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::config::Config;
 use crate::domain::Clock;
+use crate::domain::signed_note::{NoteSigner, VerifierKey};
 use crate::grpc::admin::AdminApi;
 use crate::grpc::admission::AdmissionLayer;
 use crate::grpc::auth::Authenticator;
@@ -30,7 +31,7 @@ use crate::metrics::Metrics;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::portal_service_server::PortalServiceServer;
 use crate::proto::v1::support_access_service_server::SupportAccessServiceServer;
-use crate::service::{Services, Settings};
+use crate::service::{LogSigner, Services, Settings};
 use crate::store::Store;
 use crate::token::TokenKeys;
 
@@ -76,6 +77,7 @@ impl App {
         }
         let keys = Arc::new(load_token_keys(&config)?);
         let position_keys = Arc::new(load_position_keys(&config)?);
+        let log_signer = Arc::new(load_log_signer(&config)?);
         let store = Store::connect(&config.database_url, config.db_max_connections)
             .await
             .map_err(|e| StartError(format!("database: {}", e.message)))?;
@@ -100,6 +102,7 @@ impl App {
                     stream_stall_timeout: config.stream_stall_timeout,
                     stream_progress_interval: config.stream_progress_interval,
                 },
+                log_signer,
             ),
             config,
             listener,
@@ -479,6 +482,48 @@ pub fn load_position_keys(config: &Config) -> Result<PositionKeys, StartError> {
             .as_deref()
             .map(str::as_bytes),
     ))
+}
+
+/// The audit log's signing key (E2): the configured file, or on the
+/// embedded SQLite default a key generated once beside the database. With
+/// neither, the server still serves, and checkpoints are refused.
+pub fn load_log_signer(config: &Config) -> Result<LogSigner, StartError> {
+    let signer = match (&config.log_signing_key, config.generated_log_key_path()) {
+        (Some(path), _) => Some(read_log_key(path)?),
+        (None, Some(path)) if path.exists() => Some(read_log_key(&path)?),
+        (None, Some(path)) => {
+            let signer = NoteSigner::from_seed(&config.log_origin, rand::random())
+                .map_err(|e| StartError(format!("PORTAL_ACCESS_LOG_ORIGIN: {e}")))?;
+            write_private(&path, &signer.private_key_text())
+                .map_err(|e| StartError(format!("cannot write {}: {e}", path.display())))?;
+            tracing::info!(path = %path.display(), "generated the audit log's signing key");
+            Some(signer)
+        }
+        (None, None) => {
+            tracing::warn!(
+                "no PORTAL_ACCESS_LOG_SIGNING_KEY: the audit log's checkpoints cannot be signed"
+            );
+            None
+        }
+    };
+    let extra = config
+        .log_verifier_keys
+        .iter()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| {
+            VerifierKey::parse(k.trim())
+                .map_err(|e| StartError(format!("PORTAL_ACCESS_LOG_VERIFIER_KEYS: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(LogSigner::new(signer, extra, &config.log_origin))
+}
+
+fn read_log_key(path: &Path) -> Result<NoteSigner, StartError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StartError(format!("cannot read {}: {e}", path.display())))?;
+    // The message names the file, never its contents.
+    NoteSigner::parse_private_key(text.trim())
+        .map_err(|e| StartError(format!("{} is not a log signing key: {e}", path.display())))
 }
 
 /// Reads the generated secret, or makes one (mode 0600) on first run.

@@ -29,6 +29,19 @@ pub enum Command {
     /// Copy the live SQLite database, and the key files generated beside
     /// it, while the service serves (PostgreSQL: see docs/operations.md).
     Backup(BackupArgs),
+    /// Print the audit log's verifier keys (signed-note format, E2).
+    LogKey,
+    /// Check an evidence bundle offline: signature, proofs, back-links (E6).
+    VerifyEvidence(VerifyEvidenceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyEvidenceArgs {
+    /// The bundle (JSON) ExportAccessEvidence returned.
+    pub file: PathBuf,
+    /// A verifier key (`portal-access log-key`, `GetLogVerifierKeys`); repeat for several.
+    #[arg(long = "verifier-key", required = true)]
+    pub verifier_keys: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +185,25 @@ pub struct Config {
         global = true
     )]
     pub page_token_secret_previous: Option<String>,
+    /// The audit log's signing key (a signed-note private key file, E2); generated beside a SQLite database if unset.
+    #[arg(long, env = "PORTAL_ACCESS_LOG_SIGNING_KEY", global = true)]
+    pub log_signing_key: Option<PathBuf>,
+    /// More verifier keys to publish beside the signing key's (rotation; comma-separated signed-note verifier keys).
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_LOG_VERIFIER_KEYS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub log_verifier_keys: Vec<String>,
+    /// Checkpoint origins are `<this>/<realm id>`; also the signing key's name (E2).
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_LOG_ORIGIN",
+        default_value = "portal-access",
+        global = true
+    )]
+    pub log_origin: String,
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "PORTAL_ACCESS_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,
@@ -248,6 +280,12 @@ impl Config {
             .map(|path| sibling(&path, GENERATED_KEY_FILES[0].suffix))
     }
 
+    /// The file a generated log signing key is kept in (E2).
+    pub fn generated_log_key_path(&self) -> Option<PathBuf> {
+        self.sqlite_path()
+            .map(|path| sibling(&path, GENERATED_KEY_FILES[1].suffix))
+    }
+
     /// The SQLite database file; `None` for in-memory SQLite and for
     /// PostgreSQL.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
@@ -271,10 +309,16 @@ pub struct GeneratedKeyFile {
 
 /// Every generated key file (the audit log's signing key joins this list
 /// when it is generated beside the database, SPEC E2).
-pub const GENERATED_KEY_FILES: &[GeneratedKeyFile] = &[GeneratedKeyFile {
-    suffix: ".jwt-secret",
-    what: "token secret (HS256)",
-}];
+pub const GENERATED_KEY_FILES: &[GeneratedKeyFile] = &[
+    GeneratedKeyFile {
+        suffix: ".jwt-secret",
+        what: "token secret (HS256)",
+    },
+    GeneratedKeyFile {
+        suffix: ".log-signing-key",
+        what: "audit log signing key (Ed25519, E2)",
+    },
+];
 
 /// `dir/portal-access.db` + `.jwt-secret` → `dir/portal-access.db.jwt-secret`.
 pub fn sibling(database: &std::path::Path, suffix: &str) -> PathBuf {
@@ -300,6 +344,9 @@ impl fmt::Debug for Config {
             .field("stream_buffer", &self.stream_buffer)
             .field("stream_stall_timeout", &self.stream_stall_timeout)
             .field("stream_progress_interval", &self.stream_progress_interval)
+            .field("log_signing_key", &self.log_signing_key)
+            .field("log_verifier_keys", &self.log_verifier_keys)
+            .field("log_origin", &self.log_origin)
             .field(
                 "page_token_secret",
                 &self.page_token_secret.as_ref().map(|_| "****"),

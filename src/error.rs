@@ -81,6 +81,7 @@ reasons! {
     AccessRequestNotPending => FailedPrecondition, "ACCESS_REQUEST_NOT_PENDING";
     AccessRequestNotOpen => FailedPrecondition, "ACCESS_REQUEST_NOT_OPEN";
     GrantNotActive => FailedPrecondition, "GRANT_NOT_ACTIVE";
+    LogSigningKeyMissing => FailedPrecondition, "LOG_SIGNING_KEY_MISSING";
     // Operations.
     Overloaded => ResourceExhausted, "OVERLOADED";
     SubscriberTooSlow => ResourceExhausted, "SUBSCRIBER_TOO_SLOW";

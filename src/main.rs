@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use portal_access::app::{App, load_token_keys};
-use portal_access::config::{BackupArgs, Cli, Command, TokenArgs};
+use portal_access::app::{App, load_log_signer, load_token_keys};
+use portal_access::config::{BackupArgs, Cli, Command, TokenArgs, VerifyEvidenceArgs};
 use portal_access::domain::SystemClock;
 use portal_access::store::Store;
 use portal_access::telemetry;
@@ -22,6 +22,8 @@ async fn main() -> ExitCode {
         Command::Migrate => migrate(cli.config).await,
         Command::Token(args) => token(cli.config, *args),
         Command::Backup(args) => backup(cli.config, args).await,
+        Command::LogKey => log_key(cli.config),
+        Command::VerifyEvidence(args) => return verify_evidence(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,6 +47,33 @@ async fn serve(config: portal_access::config::Config) -> Result<(), String> {
     app.run_until(shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Prints the verifier keys of the audit log (E2), one per line.
+fn log_key(config: portal_access::config::Config) -> Result<(), String> {
+    let signer = load_log_signer(&config).map_err(|e| e.to_string())?;
+    let keys = signer.verifier_keys();
+    if keys.is_empty() {
+        return Err("no log signing key: set PORTAL_ACCESS_LOG_SIGNING_KEY".into());
+    }
+    for key in keys {
+        println!("{key}");
+    }
+    Ok(())
+}
+
+/// E6: no server, no database; exit 0 only when everything verifies.
+fn verify_evidence(args: VerifyEvidenceArgs) -> ExitCode {
+    match portal_access::evidence::verify_evidence_file(&args.file, &args.verifier_keys) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("{failure}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn migrate(config: portal_access::config::Config) -> Result<(), String> {

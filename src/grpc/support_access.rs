@@ -363,6 +363,94 @@ impl SupportAccessService for SupportAccessApi {
         }))
     }
 
+    async fn get_log_checkpoint(
+        &self,
+        request: Request<pb::GetLogCheckpointRequest>,
+    ) -> Result<Response<pb::GetLogCheckpointResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let realm_id = required_uuid("realm_id", &request.get_ref().realm_id)?;
+        let checkpoint = self.services.log_checkpoint(&caller, realm_id).await?;
+        Ok(Response::new(pb::GetLogCheckpointResponse {
+            checkpoint: checkpoint.note,
+            tree_size: checkpoint.size as i64,
+            root_hash: checkpoint.root.to_vec(),
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.get_ref();
+        let mut v = Violations::new();
+        let realm_id = v.check("realm_id", parse_uuid(&req.realm_id));
+        let leaf_index = v.check("leaf_index", tree_position(req.leaf_index));
+        let tree_size = v.check("tree_size", tree_position(req.tree_size));
+        v.finish()?;
+        let proof = self
+            .services
+            .inclusion_proof(
+                &caller,
+                realm_id.expect("checked"),
+                leaf_index.expect("checked"),
+                tree_size.expect("checked"),
+            )
+            .await?;
+        Ok(Response::new(pb::GetInclusionProofResponse {
+            hashes: proof.hashes.iter().map(|h| h.to_vec()).collect(),
+            leaf_bytes: proof.leaf_bytes,
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.get_ref();
+        let mut v = Violations::new();
+        let realm_id = v.check("realm_id", parse_uuid(&req.realm_id));
+        let old_size = v.check("old_size", tree_position(req.old_size));
+        let new_size = v.check("new_size", tree_position(req.new_size));
+        v.finish()?;
+        let hashes = self
+            .services
+            .consistency_proof(
+                &caller,
+                realm_id.expect("checked"),
+                old_size.expect("checked"),
+                new_size.expect("checked"),
+            )
+            .await?;
+        Ok(Response::new(pb::GetConsistencyProofResponse {
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn get_log_verifier_keys(
+        &self,
+        request: Request<pb::GetLogVerifierKeysRequest>,
+    ) -> Result<Response<pb::GetLogVerifierKeysResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let keys = self.services.log_verifier_keys(&caller)?;
+        Ok(Response::new(pb::GetLogVerifierKeysResponse {
+            verifier_keys: keys.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn export_access_evidence(
+        &self,
+        request: Request<pb::ExportAccessEvidenceRequest>,
+    ) -> Result<Response<pb::ExportAccessEvidenceResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = required_uuid("access_request_id", &request.get_ref().access_request_id)?;
+        let bundle = self.services.export_access_evidence(&caller, id).await?;
+        Ok(Response::new(pb::ExportAccessEvidenceResponse {
+            bundle_json: bundle.to_json(),
+        }))
+    }
+
     async fn stream_audit_events(
         &self,
         request: Request<pb::StreamAuditEventsRequest>,
@@ -422,6 +510,11 @@ impl SupportAccessService for SupportAccessApi {
     }
 }
 
+/// A leaf index or tree size: not negative.
+fn tree_position(value: i64) -> Result<u64, crate::domain::InvalidValue> {
+    u64::try_from(value).map_err(|_| crate::domain::InvalidValue::new("must not be negative"))
+}
+
 /// Events and progress as messages, then the status that ended the stream,
 /// carrying the cursor to resume from (L4, L8, and at shutdown).
 fn audit_stream(keys: Arc<PositionKeys>, subscription: AuditSubscription) -> AuditStream {
@@ -435,12 +528,14 @@ fn audit_stream(keys: Arc<PositionKeys>, subscription: AuditSubscription) -> Aud
                 });
                 pb::StreamAuditEventsResponse::from_encoded(wire)
             }
-            StreamItem::Progress { through } => {
-                pb::StreamAuditEventsResponse::progress(pb::StreamProgress {
-                    cursor: super::cursor::encode(&item_keys, through),
-                    sequence: through,
-                })
-            }
+            StreamItem::Progress {
+                through,
+                checkpoints,
+            } => pb::StreamAuditEventsResponse::progress(pb::StreamProgress {
+                cursor: super::cursor::encode(&item_keys, through),
+                sequence: through,
+                checkpoints,
+            }),
         })
     });
     let ending = tokio_stream::once(end).then(move |end| {

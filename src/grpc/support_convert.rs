@@ -200,5 +200,15 @@ pub fn event_to_proto(keys: &PositionKeys, event: &AuditEvent) -> pb::AuditEvent
         details: event.details.clone().into_iter().collect(),
         prev_hash: event.prev_hash.clone(),
         hash: event.hash.clone(),
+        leaf_index: event.leaf.map(|l| l.leaf_index as i64),
+        access_request_id: event
+            .leaf
+            .and_then(|l| l.access_request_id)
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        previous_request_leaf: event
+            .leaf
+            .and_then(|l| l.previous_request_leaf)
+            .map(|l| l as i64),
     }
 }

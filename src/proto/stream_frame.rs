@@ -176,6 +176,7 @@ mod tests {
         StreamProgress {
             cursor: "c99".into(),
             sequence: 99,
+            checkpoints: vec!["portal-access/x\n1\nAA==\n".into()],
         }
     }
 

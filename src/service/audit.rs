@@ -29,6 +29,7 @@
 //! event) is sent when the replay reaches the live tail and whenever the
 //! stream has been idle for the progress interval.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,9 +69,11 @@ pub enum StreamEnd {
 #[derive(Debug, Clone)]
 pub enum StreamItem {
     Event(Arc<SharedEvent>),
-    /// L9: every matching event up to this sequence has been sent.
+    /// L9: every matching event up to this sequence has been sent; E4:
+    /// with signed checkpoints of the realms concerned.
     Progress {
         through: i64,
+        checkpoints: Vec<String>,
     },
 }
 
@@ -91,7 +94,7 @@ const REAUTHORIZE_EVERY: Duration = crate::store::CACHE_MAX_AGE;
 
 impl Services {
     /// L3: who may read which realm's events.
-    fn audit_reader(&self, caller: &Caller, realm_id: Option<Uuid>) -> Result<()> {
+    pub(super) fn audit_reader(&self, caller: &Caller, realm_id: Option<Uuid>) -> Result<()> {
         match caller.principal() {
             Principal::Service { .. } => {
                 if caller.principal().has_scope(Scope::AuditRead) {
@@ -264,6 +267,30 @@ impl Producer {
         Ok(())
     }
 
+    /// E4: each realm's signed checkpoint as far as the stream has looked.
+    /// A checkpoint that cannot be made (no signing key) is left out rather
+    /// than ending the stream.
+    async fn checkpoints(&self, realms: &BTreeSet<Uuid>) -> Vec<String> {
+        let mut notes = Vec::with_capacity(realms.len());
+        for realm_id in realms {
+            let note = async {
+                let size = self
+                    .services
+                    .store
+                    .tree_size_at(*realm_id, self.scanned)
+                    .await?;
+                self.services.checkpoint_at(*realm_id, size).await
+            };
+            match note.await {
+                Ok(note) => notes.push(note),
+                Err(error) => {
+                    tracing::debug!(%realm_id, error = %error.message, "no checkpoint for a progress message");
+                }
+            }
+        }
+        notes
+    }
+
     /// Sends one item, waiting at most the stall timeout for room.
     async fn send(
         &mut self,
@@ -298,6 +325,8 @@ impl Producer {
         let progress_every = self.services.settings.stream_progress_interval;
         // L9: the first progress goes out when the replay catches up.
         let mut told_caught_up = false;
+        // E4: realms whose events went out since the last progress.
+        let mut changed_realms: BTreeSet<Uuid> = self.filter.realm_id.into_iter().collect();
         let mut last_sent = Instant::now();
         loop {
             if *shutdown.borrow() {
@@ -356,6 +385,7 @@ impl Producer {
             };
             for event in page {
                 let sequence = event.event.sequence;
+                changed_realms.insert(event.event.realm_id);
                 if let Err(end) = self.send(StreamItem::Event(event), &mut shutdown).await {
                     return end;
                 }
@@ -369,8 +399,13 @@ impl Producer {
             if caught_up {
                 if live && (!told_caught_up || last_sent.elapsed() >= progress_every) {
                     told_caught_up = true;
+                    let checkpoints = self.checkpoints(&changed_realms).await;
+                    if self.filter.realm_id.is_none() {
+                        changed_realms.clear();
+                    }
                     let progress = StreamItem::Progress {
                         through: self.scanned,
+                        checkpoints,
                     };
                     if let Err(end) = self.send(progress, &mut shutdown).await {
                         return end;

@@ -8,6 +8,7 @@ mod audit;
 mod audit_tail;
 mod caller;
 mod checks;
+mod evidence;
 mod portals;
 mod support;
 mod support_actions;
@@ -20,6 +21,7 @@ pub use audit::{AuditSubscription, StreamEnd, StreamFrom, StreamItem};
 pub use audit_tail::SharedEvent;
 pub use caller::Caller;
 pub use checks::EffectivePermissions;
+pub use evidence::{InclusionProof, LogSigner, SignedCheckpoint};
 pub use portals::{PortalPage, PortalView, RealmCreated};
 pub use support::{
     AccessResult, LogPage, NewAccessRequest, PortalAccessPage, PortalAccessView, RequestPage,
@@ -75,10 +77,17 @@ pub struct Services {
     pub(crate) audit_tail: audit_tail::AuditTail,
     /// The group-commit writer of RecordSupportAction.
     pub(crate) support_actions: support_actions::SupportActionWriter,
+    /// Signs the evidence log's checkpoints (E2).
+    pub(crate) log_signer: Arc<LogSigner>,
 }
 
 impl Services {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        log_signer: Arc<LogSigner>,
+    ) -> Self {
         let shutdown = tokio::sync::watch::Sender::new(false);
         Self {
             audit_tail: audit_tail::AuditTail::start(store.clone(), shutdown.subscribe()),
@@ -90,6 +99,7 @@ impl Services {
             clock,
             settings,
             shutdown,
+            log_signer,
         }
     }
 

@@ -26,8 +26,8 @@ use super::{Backend, raw};
 use crate::domain::audit::{
     Actor, ActorKind, AuditCategory, AuditEvent, LeafPosition, NewAuditEvent, action, chain_hash,
 };
-use crate::domain::merkle::Hash;
 use crate::domain::clock::{from_micros, to_micros};
+use crate::domain::merkle::Hash;
 use crate::error::{Error, Result};
 
 /// The PostgreSQL channel every audited commit notifies, with its last

@@ -58,10 +58,6 @@ impl RealmLog {
         self.tree_chain_hash != self.chain_hash
     }
 
-    pub fn root(&self) -> Hash {
-        merkle::root_of_border(&self.border)
-    }
-
     /// Adds leaves; returns the subtree hashes to store.
     pub fn grow(&mut self, leaf_hashes: &[Hash]) -> Result<Vec<(i64, String)>> {
         let appended = merkle::append(self.tree_size, &self.border, leaf_hashes)
@@ -288,7 +284,12 @@ pub(crate) async fn catch_up(
             .zip(&sessions)
             .enumerate()
             .map(|(offset, (event, session))| {
-                place(event, log.tree_size + offset as u64, *session, &mut last_leaf)
+                place(
+                    event,
+                    log.tree_size + offset as u64,
+                    *session,
+                    &mut last_leaf,
+                )
             })
             .collect();
         let nodes = log.grow(&hashes)?;
@@ -348,7 +349,10 @@ pub(crate) async fn update_session_leaves(
 }
 
 /// The migration's pass: every realm's existing events join its tree.
-pub(crate) async fn catch_up_every_realm(db: &impl ConnectionTrait, backend: Backend) -> Result<()> {
+pub(crate) async fn catch_up_every_realm(
+    db: &impl ConnectionTrait,
+    backend: Backend,
+) -> Result<()> {
     let realms = realm::Entity::find().all(db).await.map_err(db_error)?;
     for row in realms {
         let mut log = RealmLog::from_row(&row)?;
@@ -357,4 +361,69 @@ pub(crate) async fn catch_up_every_realm(db: &impl ConnectionTrait, backend: Bac
         }
     }
     Ok(())
+}
+
+impl super::Store {
+    /// A realm's tree as it stands (size and right border); `None` for an
+    /// unknown realm. Events an older release wrote are counted once they
+    /// have joined the tree.
+    pub async fn realm_tree(&self, realm_id: Uuid) -> Result<Option<(u64, Vec<Hash>)>> {
+        let Some(row) = realm::Entity::find_by_id(realm_id)
+            .one(self.conn())
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let log = RealmLog::from_row(&row)?;
+        Ok(Some((log.tree_size, log.border)))
+    }
+
+    /// Stored subtree hashes of a realm's tree, in the order of `ids`.
+    pub async fn tree_nodes(&self, realm_id: Uuid, ids: &[SubtreeId]) -> Result<Vec<Hash>> {
+        read_nodes(self.conn(), self.backend, realm_id, ids).await
+    }
+
+    /// The event at leaf `index` of a realm's tree.
+    pub async fn event_at_leaf(&self, realm_id: Uuid, index: u64) -> Result<Option<AuditEvent>> {
+        Ok(audit_event::Entity::find()
+            .filter(audit_event::Column::RealmId.eq(realm_id))
+            .filter(audit_event::Column::LeafIndex.eq(index as i64))
+            .one(self.conn())
+            .await
+            .map_err(db_error)?
+            .map(super::audit::from_row))
+    }
+
+    /// A support session's events, in leaf order (E5).
+    pub async fn session_events(&self, access_request_id: Uuid) -> Result<Vec<AuditEvent>> {
+        let rows = audit_event::Entity::find()
+            .filter(audit_event::Column::AccessRequestId.eq(access_request_id))
+            .filter(audit_event::Column::LeafIndex.is_not_null())
+            .order_by_asc(audit_event::Column::LeafIndex)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(super::audit::from_row).collect())
+    }
+
+    /// How many of a realm's leaves lie at or before log position
+    /// `sequence`: the tree size a stream that has looked through
+    /// `sequence` has seen (E4).
+    pub async fn tree_size_at(&self, realm_id: Uuid, sequence: i64) -> Result<u64> {
+        let row = self
+            .conn()
+            .query_one_raw(raw::statement(
+                self.backend,
+                "SELECT MAX(leaf_index) FROM audit_events WHERE realm_id = ? AND sequence <= ?",
+                vec![Value::from(realm_id), Value::from(sequence)],
+            ))
+            .await
+            .map_err(db_error)?;
+        let max: Option<i64> = match row {
+            Some(row) => row.try_get_by_index(0).map_err(db_error)?,
+            None => None,
+        };
+        Ok(max.map_or(0, |m| m as u64 + 1))
+    }
 }

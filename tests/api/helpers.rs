@@ -146,7 +146,23 @@ pub fn test_config(database_url: &str) -> Config {
     config.shutdown_grace = Duration::from_secs(5);
     // L9: idle streams tell where they stand often enough to be tested.
     config.stream_progress_interval = Duration::from_millis(200);
+    config.log_signing_key = Some(test_log_key_file().to_owned());
     config
+}
+
+/// The audit log's signing key every test server shares (E2), so that
+/// replicas of one test sign alike.
+pub fn test_log_key_file() -> &'static std::path::Path {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let signer =
+            portal_access::domain::signed_note::NoteSigner::from_seed("portal-access", [7; 32])
+                .expect("a valid key name");
+        let path =
+            std::env::temp_dir().join(format!("portal-access-test-log-key-{}", std::process::id()));
+        std::fs::write(&path, signer.private_key_text()).expect("write the test log key");
+        path
+    })
 }
 
 /// Starts a server on a fresh database; `None` when PostgreSQL is asked

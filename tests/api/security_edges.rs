@@ -501,6 +501,50 @@ async fn every_rpc(app: &TestApp, token: &str, id: &str) -> Vec<(&'static str, (
             ),
         ),
         (
+            "GetLogCheckpoint",
+            answer(
+                s.clone()
+                    .get_log_checkpoint(t!(pb::GetLogCheckpointRequest {
+                        realm_id: id.clone()
+                    }))
+                    .await,
+            ),
+        ),
+        (
+            "GetInclusionProof",
+            answer(
+                s.clone()
+                    .get_inclusion_proof(t!(pb::GetInclusionProofRequest {
+                        realm_id: id.clone(),
+                        leaf_index: 0,
+                        tree_size: 1
+                    }))
+                    .await,
+            ),
+        ),
+        (
+            "GetConsistencyProof",
+            answer(
+                s.clone()
+                    .get_consistency_proof(t!(pb::GetConsistencyProofRequest {
+                        realm_id: id.clone(),
+                        old_size: 1,
+                        new_size: 2
+                    }))
+                    .await,
+            ),
+        ),
+        (
+            "ExportAccessEvidence",
+            answer(
+                s.clone()
+                    .export_access_evidence(t!(pb::ExportAccessEvidenceRequest {
+                        access_request_id: id.clone()
+                    }))
+                    .await,
+            ),
+        ),
+        (
             "StreamAuditEvents",
             answer(
                 s.clone()
