@@ -16,6 +16,7 @@ mod auth;
 mod backup;
 mod bad_input;
 mod check_cache;
+mod evidence;
 mod faults;
 mod health;
 mod limits;
