@@ -390,9 +390,7 @@ both_databases! {
         let edited = db
             .execute_raw(Statement::from_string(
                 db.get_database_backend(),
-                format!(
-                    "UPDATE audit_events SET target_id = 'course-1' WHERE action = 'support_access.action' AND target_id = 'course-42'"
-                ),
+                "UPDATE audit_events SET target_id = 'course-1' WHERE action = 'support_access.action' AND target_id = 'course-42'",
             ))
             .await
             .unwrap();
