@@ -38,6 +38,11 @@ use crate::token::TokenKeys;
 /// Largest request or response message (SPEC §7).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Largest response of SupportAccessService: an evidence bundle carries an
+/// inclusion proof per event (E5), about 1.2 KB each, so a session of ten
+/// thousand events is about 12 MB. Requests stay within 4 MiB.
+pub const MAX_EVIDENCE_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The services health reports on, besides the overall "" entry.
 pub const SERVICE_NAMES: [&str; 3] = [
     "portal_access.v1.PortalService",
@@ -80,7 +85,8 @@ impl App {
         let log_signer = Arc::new(load_log_signer(&config)?);
         let store = Store::connect(&config.database_url, config.db_max_connections)
             .await
-            .map_err(|e| StartError(format!("database: {}", e.message)))?;
+            .map_err(|e| StartError(format!("database: {}", e.message)))?
+            .with_evidence_tree(config.evidence_tree);
         store
             .migrate()
             .await
@@ -187,7 +193,7 @@ impl App {
                     self.position_keys.clone(),
                 ))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                .max_encoding_message_size(MAX_EVIDENCE_RESPONSE_BYTES),
                 services.clone(),
             ),
             auth,

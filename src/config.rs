@@ -204,6 +204,9 @@ pub struct Config {
         global = true
     )]
     pub log_origin: String,
+    /// Benchmark A/B only: `false` writes events as a release without the evidence tree would (they join the tree at the next append with it on).
+    #[arg(long, env = "PORTAL_ACCESS_EVIDENCE_TREE", default_value_t = true, action = clap::ArgAction::Set, hide = true, global = true)]
+    pub evidence_tree: bool,
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "PORTAL_ACCESS_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,
@@ -347,6 +350,7 @@ impl fmt::Debug for Config {
             .field("log_signing_key", &self.log_signing_key)
             .field("log_verifier_keys", &self.log_verifier_keys)
             .field("log_origin", &self.log_origin)
+            .field("evidence_tree", &self.evidence_tree)
             .field(
                 "page_token_secret",
                 &self.page_token_secret.as_ref().map(|_| "****"),

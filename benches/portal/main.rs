@@ -7,8 +7,11 @@
 //!   the PostgreSQL server; `none` or unset skips PostgreSQL.
 //! - `PORTAL_ACCESS_BENCH_SECONDS` (5): length of each load run.
 //! - `PORTAL_ACCESS_BENCH_PORTALS` (10000), `_ACCOUNTS` (1000000): scale.
-//! - `PORTAL_ACCESS_BENCH_ONLY`: some of `check,write,allow,stream,scale`.
+//! - `PORTAL_ACCESS_BENCH_EVENTS` (1000000): events in the evidence realm.
+//! - `PORTAL_ACCESS_BENCH_ONLY`: some of
+//!   `check,write,allow,stream,evidence,scale`.
 
+mod evidence;
 mod h2load;
 mod reference;
 mod report;
@@ -33,6 +36,7 @@ struct Settings {
     seconds: Duration,
     portals: u64,
     accounts: u64,
+    events: u64,
     postgres: Option<String>,
     only: Option<Vec<String>>,
 }
@@ -46,6 +50,7 @@ impl Settings {
             ),
             portals: var("PORTAL_ACCESS_BENCH_PORTALS").map_or(10_000, |v| v.parse().unwrap()),
             accounts: var("PORTAL_ACCESS_BENCH_ACCOUNTS").map_or(1_000_000, |v| v.parse().unwrap()),
+            events: var("PORTAL_ACCESS_BENCH_EVENTS").map_or(1_000_000, |v| v.parse().unwrap()),
             postgres: var("PORTAL_ACCESS_BENCH_POSTGRES")
                 .or_else(|| var("PORTAL_ACCESS_TEST_POSTGRES"))
                 .filter(|v| v != "none"),
@@ -359,6 +364,13 @@ async fn bench_backend(backend: Backend, settings: &Settings, report: &mut Repor
         }
     }
 
+    if settings.runs("evidence") {
+        bench_evidence(
+            backend, settings, report, &db, &server, &channel, &realm, &checker, &action,
+        )
+        .await;
+    }
+
     if settings.runs("scale") {
         let big = seed::create_realm(&server, &channel, "scale").await;
         let started = Instant::now();
@@ -558,4 +570,81 @@ where
         h2load::percentile_us(&times, 0.99) / 1000.0,
         times.len(),
     )
+}
+
+/// SPEC §8 evidence rows: the tree's cost on audited writes (A/B, same
+/// run), proof latency in a realm of a million events, and the export of a
+/// ten-thousand-event session.
+#[allow(clippy::too_many_arguments)]
+async fn bench_evidence(
+    backend: Backend,
+    settings: &Settings,
+    report: &mut Report,
+    db: &BenchDb,
+    server: &Server,
+    channel: &tonic::transport::Channel,
+    realm: &seed::Realm,
+    token: &str,
+    action: &pb::RecordSupportActionRequest,
+) {
+    let name = backend.name();
+    // B: the same binary writing events as a release without the tree.
+    let without = Server::start(&db.url, &[("PORTAL_ACCESS_EVIDENCE_TREE", "false")]).await;
+    let call = |addr| Call {
+        addr,
+        path: "/portal_access.v1.SupportAccessService/RecordSupportAction",
+        token: Some(token),
+        body: frame(action),
+    };
+    // With the tree first: the events written without it join the tree at
+    // the next append, which must not fall inside the measured run.
+    let with_tree = h2load::run(&call(server.addr), 16, settings.seconds);
+    let no_tree = h2load::run(&call(without.addr), 16, settings.seconds);
+    without.stop().await;
+    let cost = no_tree.rps / with_tree.rps;
+    report.add(Row {
+        what: "RecordSupportAction with the evidence tree vs without, 16 connections".into(),
+        backend: name,
+        measured: rps(&with_tree),
+        reference: format!("without the tree {}", rps(&no_tree)),
+        ratio: format!("cost {cost:.2}×"),
+        target: "cost ≤ 1.15×",
+        verdict: Verdict::of(cost <= 1.15 && with_tree.failed == 0),
+    });
+    // The events written without the tree join it now, outside any timing.
+    SupportAccessServiceClient::new(channel.clone())
+        .record_support_action(with_token(action.clone(), token))
+        .await
+        .expect("catch-up write");
+
+    let agent = seed::agent(server, "Evidence Agent");
+    let session: Uuid = seed::request_access(channel, &agent, realm)
+        .await
+        .parse()
+        .unwrap();
+    let seconds =
+        evidence::seed_log(backend, &db.url, realm, settings.events, session, 10_000).await;
+    println!("seeded {} events in {seconds:.0} s", settings.events);
+    let (i50, i99, c50, c99, size) = evidence::proof_latency(channel, token, realm, 1000).await;
+    for (what, p50, p99) in [("inclusion", i50, i99), ("consistency", c50, c99)] {
+        report.add(Row {
+            what: format!("{what} proof, realm of {size} events (1,000 calls)"),
+            backend: name,
+            measured: format!("p50 {p50:.2} ms, p99 {p99:.2} ms"),
+            reference: "—".into(),
+            ratio: "—".into(),
+            target: "p99 ≤ 5 ms",
+            verdict: Verdict::of(p99 <= 5.0),
+        });
+    }
+    let (median, events, bytes) = evidence::export_time(channel, token, session, 3).await;
+    report.add(Row {
+        what: format!("ExportAccessEvidence of a {events}-event session (median of 3)"),
+        backend: name,
+        measured: format!("{median:.0} ms, {:.1} MB", bytes as f64 / 1e6),
+        reference: "—".into(),
+        ratio: "—".into(),
+        target: "≤ 1 s",
+        verdict: Verdict::of(median <= 1000.0),
+    });
 }

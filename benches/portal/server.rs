@@ -90,6 +90,22 @@ impl BenchDb {
     }
 }
 
+/// The audit log's signing key every bench server shares (E2).
+fn log_key_file() -> &'static std::path::Path {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let signer =
+            portal_access::domain::signed_note::NoteSigner::from_seed("portal-access", [3; 32])
+                .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "portal-access-bench-log-key-{}",
+            std::process::id()
+        ));
+        std::fs::write(&path, signer.private_key_text()).unwrap();
+        path
+    })
+}
+
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
@@ -106,6 +122,7 @@ impl Server {
             .env("PORTAL_ACCESS_LOG_FORMAT", "json")
             .env("RUST_LOG", "warn,portal_access::app=info")
             .env("PORTAL_ACCESS_SWEEP_INTERVAL", "0")
+            .env("PORTAL_ACCESS_LOG_SIGNING_KEY", log_key_file())
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -73,6 +73,7 @@ pub(super) async fn append(
     now: DateTime<Utc>,
     events: Vec<NewAuditEvent>,
     mut heads: BTreeMap<Uuid, RealmLog>,
+    evidence_tree: bool,
 ) -> Result<Appended> {
     if events.is_empty() {
         return Ok(Appended::default());
@@ -97,13 +98,13 @@ pub(super) async fn append(
     // E1: events an older release wrote join the tree first (rare: only
     // during a rolling update from a release without the tree).
     for (realm_id, log) in heads.iter_mut() {
-        if log.tree_is_behind() {
+        if evidence_tree && log.tree_is_behind() {
             tree::catch_up(tx, backend, *realm_id, log).await?;
         }
     }
     // E5: where each session's chain of events stands.
     let sessions: BTreeSet<Uuid> = events.iter().filter_map(|e| e.access_request_id).collect();
-    let mut last_leaf = if sessions.is_empty() {
+    let mut last_leaf = if sessions.is_empty() || !evidence_tree {
         HashMap::new()
     } else {
         tree::session_last_leaves(tx, backend, sessions).await?
@@ -148,14 +149,16 @@ pub(super) async fn append(
         };
         event.hash = chain_hash(&event.prev_hash, &event.canonical_bytes());
         log.chain_hash = event.hash.clone();
-        let realm_leaves = leaves.entry(event.realm_id).or_default();
-        let leaf_index = log.tree_size + realm_leaves.len() as u64;
-        realm_leaves.push(tree::place(
-            &mut event,
-            leaf_index,
-            new.access_request_id,
-            &mut last_leaf,
-        ));
+        if evidence_tree {
+            let realm_leaves = leaves.entry(event.realm_id).or_default();
+            let leaf_index = log.tree_size + realm_leaves.len() as u64;
+            realm_leaves.push(tree::place(
+                &mut event,
+                leaf_index,
+                new.access_request_id,
+                &mut last_leaf,
+            ));
+        }
         appended.push(event);
     }
     let mut nodes: Vec<(Uuid, i64, String)> = Vec::new();

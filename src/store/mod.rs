@@ -67,6 +67,10 @@ pub struct Store {
     url: String,
     reachable: Reachability,
     cache: Arc<read_cache::ReadCache>,
+    /// E1: appends maintain each realm's Merkle tree. Off only for the
+    /// benchmark's A/B; a realm written without it catches up at its next
+    /// append with it (as after a release without the tree).
+    evidence_tree: bool,
 }
 
 /// Whether the database answered the last periodic check. While it does
@@ -127,7 +131,14 @@ impl Store {
             url: url.to_owned(),
             reachable: Reachability(Arc::new(AtomicBool::new(true))),
             cache: Arc::default(),
+            evidence_tree: true,
         })
+    }
+
+    /// Turns the evidence tree's maintenance off (benchmark A/B only).
+    pub fn with_evidence_tree(mut self, on: bool) -> Self {
+        self.evidence_tree = on;
+        self
     }
 
     pub fn backend(&self) -> Backend {
@@ -190,6 +201,7 @@ impl Store {
             audit_heads: Mutex::default(),
             committed: self.committed.clone(),
             cache: self.cache.clone(),
+            evidence_tree: self.evidence_tree,
         })
     }
 
@@ -279,6 +291,7 @@ pub struct WriteTx {
     audit_heads: Mutex<BTreeMap<uuid::Uuid, tree::RealmLog>>,
     committed: watch::Sender<i64>,
     cache: Arc<read_cache::ReadCache>,
+    evidence_tree: bool,
 }
 
 impl WriteTx {
@@ -304,6 +317,7 @@ impl WriteTx {
             self.audit_heads
                 .into_inner()
                 .unwrap_or_else(|e| e.into_inner()),
+            self.evidence_tree,
         )
         .await?;
         self.tx.commit().await.map_err(db_error)?;
