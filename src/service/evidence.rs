@@ -267,10 +267,10 @@ impl Services {
         caller: &Caller,
         access_request_id: Uuid,
     ) -> Result<EvidenceBundle> {
-        // The caller's kind first, so no request id's existence leaks.
-        if !matches!(caller, Caller::Account { .. }) {
-            self.audit_reader(caller, None)?;
-        }
+        // The caller's kind, scope and right first (an account's in its
+        // own realm), so no request id's existence leaks (SPEC §5).
+        let own_realm = caller.standing().map(|s| s.account.realm_id);
+        self.audit_reader(caller, own_realm)?;
         let not_found = || {
             Error::not_found(
                 Reason::AccessRequestNotFound,
@@ -282,14 +282,8 @@ impl Services {
             .store
             .access_request(access_request_id)
             .await?
+            .filter(|r| own_realm.is_none_or(|realm| realm == r.realm_id))
             .ok_or_else(not_found)?;
-        self.log_reader(caller, request.realm_id).map_err(|e| {
-            if e.reason == Reason::RealmNotFound {
-                not_found()
-            } else {
-                e
-            }
-        })?;
         let events = self.store.session_events(access_request_id).await?;
         let current = self.current_tree(request.realm_id).await?;
         let root = merkle::root_of_border(&current.1);

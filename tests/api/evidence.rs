@@ -384,21 +384,55 @@ both_databases! {
         let (ok, _) = verify_offline(&bundle, &[other.verifier_key().to_string()]).await;
         assert!(!ok, "a bundle verifies only with the log's key");
 
-        // Tampering with the database under the running server: an event
-        // of the session is edited; the next export no longer verifies.
+        // Tampering with the database under the running server, each on a
+        // fresh session: an event edited, one deleted, two reordered. The
+        // next export no longer verifies.
         let db = app.database().await;
-        let edited = db
-            .execute_raw(Statement::from_string(
-                db.get_database_backend(),
-                "UPDATE audit_events SET target_id = 'course-1' WHERE action = 'support_access.action' AND target_id = 'course-42'",
-            ))
-            .await
-            .unwrap();
-        assert_eq!(edited.rows_affected(), 1);
-        let tampered = export(app, &world.realm.admin_token, &request.access_request_id).await;
-        let (ok, failure) = verify_offline(&tampered, &keys).await;
-        assert!(!ok, "an edited event must not verify:\n{failure}");
-        assert!(failure.contains("NOT VERIFIED"), "{failure}");
+        let backend = db.get_database_backend();
+        for tamper in ["edit", "delete", "reorder"] {
+            let (_, request) = session(app, &world).await;
+            let session_literal = match app.backend {
+                Backend::Postgres => format!("'{}'", request.access_request_id),
+                Backend::Sqlite => format!(
+                    "X'{}'",
+                    uuid::Uuid::parse_str(&request.access_request_id).unwrap().simple()
+                ),
+            };
+            let leaves: Vec<i64> = db
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    format!("SELECT leaf_index FROM audit_events WHERE access_request_id = {session_literal} ORDER BY leaf_index"),
+                ))
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.try_get_by_index(0).unwrap())
+                .collect();
+            assert!(leaves.len() >= 6, "{leaves:?}");
+            let (a, b) = (leaves[2], leaves[3]);
+            let statements = match tamper {
+                "edit" => vec![format!(
+                    "UPDATE audit_events SET target_id = 'course-1' WHERE access_request_id = {session_literal} AND action = 'support_access.action'"
+                )],
+                "delete" => vec![format!(
+                    "DELETE FROM audit_events WHERE access_request_id = {session_literal} AND leaf_index = {a}"
+                )],
+                _ => vec![
+                    format!("UPDATE audit_events SET leaf_index = -1 WHERE access_request_id = {session_literal} AND leaf_index = {a}"),
+                    format!("UPDATE audit_events SET leaf_index = {a} WHERE access_request_id = {session_literal} AND leaf_index = {b}"),
+                    format!("UPDATE audit_events SET leaf_index = {b} WHERE access_request_id = {session_literal} AND leaf_index = -1"),
+                ],
+            };
+            for sql in statements {
+                let changed = db.execute_raw(Statement::from_string(backend, sql)).await.unwrap();
+                assert_eq!(changed.rows_affected(), 1, "{tamper}");
+            }
+            let tampered = export(app, &world.realm.admin_token, &request.access_request_id).await;
+            let (ok, failure) = verify_offline(&tampered, &keys).await;
+            assert!(!ok, "{tamper}: the bundle must not verify:\n{failure}");
+            assert!(failure.contains("NOT VERIFIED"), "{tamper}: {failure}");
+            eprintln!("{tamper}: {}", failure.lines().next().unwrap_or_default());
+        }
     }
 }
 
@@ -474,5 +508,47 @@ both_databases! {
         assert!(!ok, "a new checkpoint is signed with the new key only");
         rotated.stop().await;
         std::fs::remove_file(key_file).ok();
+    }
+}
+
+both_databases! {
+    /// E3, E5 rights (SPEC §4): full top-level admins of the realm and
+    /// services with audit.read; a learner is refused whether or not the
+    /// request exists, another realm's admin finds nothing.
+    async fn e3_e5_proofs_and_evidence_are_for_the_realm_s_full_admins_and_audit_readers(app) {
+        let world = world(app).await;
+        let other = world_named(app, "other").await;
+        let (_, request) = session(app, &world).await;
+        let learner = person(app, &world, &world.sub_a, "l@acme.io", pb::UserType::Learner, None).await;
+        let limited = person(app, &world, &world.realm.top_portal_id, "lim@acme.io", pb::UserType::Admin, Some(false)).await;
+        let checkpoint_as = |token: String| {
+            let mut support = app.support();
+            let realm_id = world.realm.realm_id.clone();
+            async move {
+                support
+                    .get_log_checkpoint(with_token(pb::GetLogCheckpointRequest { realm_id }, &token))
+                    .await
+            }
+        };
+        let export_as = |token: String, id: String| {
+            let mut support = app.support();
+            async move {
+                support
+                    .export_access_evidence(with_token(pb::ExportAccessEvidenceRequest { access_request_id: id }, &token))
+                    .await
+            }
+        };
+        assert_error(checkpoint_as(learner.token.clone()).await, Code::PermissionDenied, "TOP_LEVEL_ADMIN_REQUIRED");
+        assert_error(checkpoint_as(limited.token.clone()).await, Code::PermissionDenied, "SETTINGS_ACCESS_REQUIRED");
+        assert_error(checkpoint_as(other.realm.admin_token.clone()).await, Code::NotFound, "REALM_NOT_FOUND");
+        assert_error(checkpoint_as(app.service(&["permissions.check"])).await, Code::PermissionDenied, "MISSING_SCOPE");
+        assert_error(checkpoint_as(agent(app, "Sam").token).await, Code::PermissionDenied, "WRONG_PRINCIPAL_KIND");
+        checkpoint_as(app.service(&["audit.read"])).await.expect("an audit reader");
+        let random = uuid::Uuid::new_v4().to_string();
+        for id in [request.access_request_id.clone(), random.clone()] {
+            assert_error(export_as(learner.token.clone(), id.clone()).await, Code::PermissionDenied, "TOP_LEVEL_ADMIN_REQUIRED");
+            assert_error(export_as(other.realm.admin_token.clone(), id).await, Code::NotFound, "ACCESS_REQUEST_NOT_FOUND");
+        }
+        assert_error(export_as(world.realm.admin_token.clone(), random).await, Code::NotFound, "ACCESS_REQUEST_NOT_FOUND");
     }
 }
