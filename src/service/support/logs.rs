@@ -101,6 +101,19 @@ impl Services {
             .map_err(|_| Error::internal("the support action writer stopped"))?
     }
 
+    /// G4: whether the account is a temporary support admin whose grant is
+    /// view-only (from the cached standing: no extra read on the hot path).
+    /// An error or a missing account is not view-only here: the call then
+    /// fails on its own authentication.
+    pub async fn is_view_only_support(&self, account_id: Uuid, realm_id: Uuid) -> bool {
+        matches!(
+            self.store.standing(realm_id, account_id).await,
+            Ok(Some(standing)) if standing.support.is_some_and(
+                |w| w.level == crate::domain::governance::SupportAccessLevel::ViewOnly
+            )
+        )
+    }
+
     /// S9: logs a call a temporary support admin made to this service, with
     /// its outcome. Called after the call, whatever it returned; finds the
     /// grant even when the account is already gone (a call after revoke).

@@ -7,11 +7,22 @@
 //!
 //! One file per use case family: `requests` (S2: ask, withdraw, decline,
 //! list), `grants` (S3-S8: the portals' status, allow, revoke, the sweeper),
-//! `logs` (S9: the session log and recorded actions).
+//! `logs` (S9: the session log and recorded actions), `policy` (G1, G2:
+//! the realm's policy), `approvals` (G5: N-of-M consent), `lifecycle` (G6:
+//! first-use claims) and `ending` (G7: support or the ticket ends it).
 
+mod approvals;
+mod ending;
 mod grants;
+mod lifecycle;
 mod logs;
+mod policy;
 mod requests;
+
+pub use approvals::Approved;
+pub use ending::{EndTarget, Ended};
+pub use grants::{AllowTerms, Allowed};
+pub use policy::{PolicyChange, PolicyUpdated};
 
 use std::collections::HashMap;
 
@@ -21,6 +32,7 @@ use super::Caller;
 use super::acting::lock_and_act;
 use super::caller::wrong_kind;
 use crate::domain::audit::{Actor, AuditEvent, NewAuditEvent, action};
+use crate::domain::governance::{Approval, GrantPhase, Proposal, SupportAccessLevel};
 use crate::domain::portal::{Portal, Realm};
 use crate::domain::principal::SupportAgent;
 use crate::domain::support::{AccessRequest, AccessRequestState, GrantEnd, SupportGrant};
@@ -34,14 +46,57 @@ pub struct NewAccessRequest {
     pub realm_id: Uuid,
     pub reason: String,
     pub ticket_reference: String,
+    /// G3: unset in the message means admin.
+    pub level: SupportAccessLevel,
 }
 
-/// A request with its grants that are active now (S12).
+/// A request with its grants that have not ended (S12), and its consent so
+/// far (G8): the proposal and its approvals, and what the policy requires.
 #[derive(Debug, Clone)]
 pub struct RequestView {
     pub request: AccessRequest,
     pub state: AccessRequestState,
     pub grants: Vec<SupportGrant>,
+    pub proposal: Option<Proposal>,
+    pub approvals: Vec<Approval>,
+    pub required_approvals: u8,
+}
+
+impl RequestView {
+    /// A request just written by a call: its stored state is its state now.
+    pub fn of(request: AccessRequest) -> Self {
+        Self {
+            state: request.state,
+            grants: Vec::new(),
+            proposal: None,
+            approvals: Vec::new(),
+            required_approvals: 1,
+            request,
+        }
+    }
+}
+
+/// A portal's support-access status (S3, G5, G6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessStatus {
+    /// Support may enter: active, or a first-use grant waiting to be claimed.
+    Available,
+    NotAccessible,
+    /// A proposal waits for more approvals (G5).
+    AwaitingApproval,
+    /// Allowed from a later start time (G6).
+    Scheduled,
+}
+
+impl AccessStatus {
+    /// The status a grant gives its portal at `now`.
+    pub fn of_grant(grant: Option<&SupportGrant>, now: chrono::DateTime<chrono::Utc>) -> Self {
+        match grant.map(|g| g.phase_at(now)) {
+            Some(GrantPhase::Active | GrantPhase::Unclaimed) => AccessStatus::Available,
+            Some(GrantPhase::Scheduled) => AccessStatus::Scheduled,
+            Some(GrantPhase::Ended) | None => AccessStatus::NotAccessible,
+        }
+    }
 }
 
 /// A page of ListAccessRequests.
@@ -55,8 +110,11 @@ pub struct RequestPage {
 #[derive(Debug, Clone)]
 pub struct PortalAccessView {
     pub portal: Portal,
-    /// The active grant: the green dot. `None`: the red dot.
+    pub status: AccessStatus,
+    /// The grant that has not ended (active, scheduled or unclaimed).
     pub grant: Option<SupportGrant>,
+    /// The request of the grant, or of the proposal awaiting approval.
+    pub access_request_id: Option<Uuid>,
 }
 
 /// A page of ListPortalAccess.
@@ -70,9 +128,22 @@ pub struct PortalAccessPage {
 #[derive(Debug, Clone)]
 pub struct AccessResult {
     pub portal_id: Uuid,
-    /// The active grant after the call; `None` when not accessible.
+    pub status: AccessStatus,
+    /// The grant after the call (active, scheduled or unclaimed); `None`
+    /// when not accessible or awaiting approval.
     pub grant: Option<SupportGrant>,
     pub extended: bool,
+}
+
+impl AccessResult {
+    pub fn not_accessible(portal_id: Uuid) -> Self {
+        Self {
+            portal_id,
+            status: AccessStatus::NotAccessible,
+            grant: None,
+            extended: false,
+        }
+    }
 }
 
 /// A page of ListSupportAccessLogs.
@@ -197,7 +268,8 @@ pub(super) async fn end_grant(
     tx.delete_accounts(&[grant.temporary_account_id]).await?;
     let ended = match why {
         GrantEnd::Revoked => action::SUPPORT_REVOKED,
-        GrantEnd::Expired => action::SUPPORT_EXPIRED,
+        GrantEnd::Expired | GrantEnd::Unclaimed => action::SUPPORT_EXPIRED,
+        GrantEnd::Relinquished | GrantEnd::TicketClosed => action::SUPPORT_RELINQUISHED,
     };
     tx.record(
         NewAuditEvent::support(grant.realm_id, ended, actor.clone())
@@ -206,7 +278,8 @@ pub(super) async fn end_grant(
             .target("support_grant", grant.id)
             .detail("access_request_id", grant.access_request_id)
             .detail("expire_time", grant.expires_at.to_rfc3339())
-            .detail("temporary_admin_id", grant.temporary_account_id),
+            .detail("temporary_admin_id", grant.temporary_account_id)
+            .detail("reason", why.as_str()),
     );
     tx.record(
         NewAuditEvent::support(grant.realm_id, action::TEMPORARY_ADMIN_DELETED, actor)
@@ -217,6 +290,33 @@ pub(super) async fn end_grant(
             .detail("reason", why.as_str()),
     );
     Ok(true)
+}
+
+/// G5: closes the request's open proposal, if any, recording why.
+pub(super) async fn cancel_open_proposal(
+    tx: &mut WriteTx,
+    request: &AccessRequest,
+    why: &str,
+    actor: Actor,
+) -> Result<Option<Proposal>> {
+    let Some(proposal) = tx.open_proposal(request.id).await? else {
+        return Ok(None);
+    };
+    if !tx
+        .close_proposal(
+            proposal.id,
+            crate::domain::governance::ProposalState::Cancelled,
+        )
+        .await?
+    {
+        return Ok(None);
+    }
+    tx.record(
+        request_event(request, action::SUPPORT_PROPOSAL_CANCELLED, actor)
+            .detail("proposal_id", proposal.id)
+            .detail("reason", why),
+    );
+    Ok(Some(proposal))
 }
 
 pub(super) fn by_realm<T>(items: Vec<T>, realm: impl Fn(&T) -> Uuid) -> Vec<(Uuid, Vec<T>)> {

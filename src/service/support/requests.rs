@@ -11,6 +11,7 @@ use super::{
 };
 use crate::domain::Principal;
 use crate::domain::audit::{Actor, action};
+use crate::domain::governance::{Approval, Proposal};
 use crate::domain::support::{AccessRequest, AccessRequestState, SupportGrant};
 use crate::error::{Error, Reason, Result};
 use crate::service::caller::wrong_kind;
@@ -42,6 +43,10 @@ impl Services {
                 .await?
                 .ok_or_else(|| Error::internal("remembered access request is gone"));
         }
+        // G2, G3: the realm's policy decides what support may ask for.
+        let policy = tx.support_policy(realm.id).await?;
+        super::grants::require_enabled(&policy)?;
+        super::grants::check_level_allowed(&policy, new.level)?;
         let request = AccessRequest {
             id: Uuid::now_v7(),
             realm_id: realm.id,
@@ -54,6 +59,7 @@ impl Services {
             expires_at: now + self.settings.access_request_ttl,
             decided_at: None,
             decided_by: None,
+            level: new.level,
         };
         tx.insert_access_request(&request).await?;
         tx.record(
@@ -64,6 +70,7 @@ impl Services {
             )
             .detail("reason", &request.reason)
             .detail("ticket_reference", &request.ticket_reference)
+            .detail("level", request.level.as_str())
             .detail("expire_time", request.expires_at.to_rfc3339()),
         );
         if let Some(key) = &key {
@@ -170,6 +177,17 @@ impl Services {
             event_action,
             Actor::from(caller.principal()),
         ));
+        // G5: a declined or withdrawn request's proposal is cancelled.
+        super::cancel_open_proposal(
+            &mut tx,
+            &request,
+            match to {
+                AccessRequestState::Withdrawn => "withdrawn",
+                _ => "declined",
+            },
+            Actor::from(caller.principal()),
+        )
+        .await?;
         let decided = tx.access_request(request.id).await?.ok_or_else(not_found)?;
         tx.commit().await?;
         Ok(decided)
@@ -214,20 +232,42 @@ impl Services {
         let ids: Vec<Uuid> = requests.iter().map(|r| r.id).collect();
         let mut grants: HashMap<Uuid, Vec<SupportGrant>> = HashMap::new();
         for grant in self.store.open_grants_of_requests(&ids).await? {
-            if grant.is_active_at(now) {
+            if grant.is_open_at(now) {
                 grants
                     .entry(grant.access_request_id)
                     .or_default()
                     .push(grant);
             }
         }
+        let mut proposals: HashMap<Uuid, (Proposal, Vec<Approval>)> = self
+            .store
+            .latest_proposals(&ids)
+            .await?
+            .into_iter()
+            .map(|(p, a)| (p.access_request_id, (p, a)))
+            .collect();
+        let mut required: HashMap<Uuid, u8> = HashMap::new();
+        for request in &requests {
+            if let std::collections::hash_map::Entry::Vacant(e) = required.entry(request.realm_id) {
+                let policy = self.store.support_policy(request.realm_id).await?;
+                e.insert(policy.required_approvals.get());
+            }
+        }
         Ok(RequestPage {
             requests: requests
                 .into_iter()
-                .map(|request| RequestView {
-                    state: request.state_at(now),
-                    grants: grants.remove(&request.id).unwrap_or_default(),
-                    request,
+                .map(|request| {
+                    let (proposal, approvals) = proposals
+                        .remove(&request.id)
+                        .map_or((None, Vec::new()), |(p, a)| (Some(p), a));
+                    RequestView {
+                        state: request.state_at(now),
+                        grants: grants.remove(&request.id).unwrap_or_default(),
+                        proposal,
+                        approvals,
+                        required_approvals: required.get(&request.realm_id).copied().unwrap_or(1),
+                        request,
+                    }
                 })
                 .collect(),
             next,
