@@ -93,6 +93,26 @@ pub const RPC_EFFECTS: &[(&str, RpcEffect)] = &[
         Reads,
     ),
     (
+        "/portal_access.v1.SupportAccessService/GetLogCheckpoint",
+        Reads,
+    ),
+    (
+        "/portal_access.v1.SupportAccessService/GetInclusionProof",
+        Reads,
+    ),
+    (
+        "/portal_access.v1.SupportAccessService/GetConsistencyProof",
+        Reads,
+    ),
+    (
+        "/portal_access.v1.SupportAccessService/GetLogVerifierKeys",
+        Reads,
+    ),
+    (
+        "/portal_access.v1.SupportAccessService/ExportAccessEvidence",
+        Reads,
+    ),
+    (
         "/portal_access.v1.SupportAccessService/GetSupportAccessPolicy",
         Reads,
     ),
