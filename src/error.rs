@@ -63,6 +63,8 @@ reasons! {
     TopLevelAdminProtected => PermissionDenied, "TOP_LEVEL_ADMIN_PROTECTED";
     SupportAccessEnded => PermissionDenied, "SUPPORT_ACCESS_ENDED";
     AccessRequestNotYours => PermissionDenied, "ACCESS_REQUEST_NOT_YOURS";
+    SupportAccessReadOnly => PermissionDenied, "SUPPORT_ACCESS_READ_ONLY";
+    SupportAccessNotStarted => PermissionDenied, "SUPPORT_ACCESS_NOT_STARTED";
     // Missing resources; another realm's resources look missing too (SPEC §5).
     RealmNotFound => NotFound, "REALM_NOT_FOUND";
     PortalNotFound => NotFound, "PORTAL_NOT_FOUND";
@@ -82,6 +84,12 @@ reasons! {
     AccessRequestNotOpen => FailedPrecondition, "ACCESS_REQUEST_NOT_OPEN";
     GrantNotActive => FailedPrecondition, "GRANT_NOT_ACTIVE";
     LogSigningKeyMissing => FailedPrecondition, "LOG_SIGNING_KEY_MISSING";
+    SupportAccessDisabled => FailedPrecondition, "SUPPORT_ACCESS_DISABLED";
+    PolicyMaxDuration => FailedPrecondition, "POLICY_MAX_DURATION";
+    SupportLevelNotAllowed => FailedPrecondition, "SUPPORT_LEVEL_NOT_ALLOWED";
+    AlreadyApproved => FailedPrecondition, "ALREADY_APPROVED";
+    QuorumUnreachable => FailedPrecondition, "QUORUM_UNREACHABLE";
+    NoOpenProposal => FailedPrecondition, "NO_OPEN_PROPOSAL";
     // Operations.
     Overloaded => ResourceExhausted, "OVERLOADED";
     SubscriberTooSlow => ResourceExhausted, "SUBSCRIBER_TOO_SLOW";

@@ -130,6 +130,7 @@ pub async fn request_access(channel: &Channel, agent: &Agent, realm: &Realm) -> 
                 realm_id: realm.realm_id.clone(),
                 reason: "Benchmark".into(),
                 ticket_reference: "BENCH-1".into(),
+                ..Default::default()
             },
             &agent.token,
         ))
@@ -149,6 +150,7 @@ pub fn allow_request(request_id: &str, portals: &[String]) -> pb::AllowAccessReq
             seconds: 30 * 86_400,
             nanos: 0,
         }),
+        ..Default::default()
     }
 }
 

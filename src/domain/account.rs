@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::UserType;
+use super::governance::{GrantPhase, SupportAccessLevel, phase_at};
 
 /// A person's login within one realm.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,20 +28,32 @@ pub struct Membership {
     pub user_type: UserType,
 }
 
-/// The window in which a temporary support admin may act (S6, S8).
+/// The window in which a temporary support admin may act (S6, S8, G6),
+/// and at which level (G3). Kept in the cached standing, so the hot path
+/// decides level and window without a database read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SupportWindow {
     pub grant_id: Uuid,
     pub portal_id: Uuid,
+    /// G6: when the window opens; `None` for an unclaimed first-use grant.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// When it ends; for an unclaimed grant, its claim deadline.
     pub expires_at: DateTime<Utc>,
     /// The support agent whose request the grant answers.
     pub requested_by: Uuid,
+    /// G3, G4: what the temporary admin may do.
+    pub level: SupportAccessLevel,
 }
 
 impl SupportWindow {
-    /// S8: access ends exactly at expiry, whether or not cleanup has run.
+    pub fn phase_at(&self, now: DateTime<Utc>) -> GrantPhase {
+        phase_at(self.starts_at, self.expires_at, now)
+    }
+
+    /// S8, G6: support acts only inside the window: started (or claimed)
+    /// and not expired, whether or not cleanup has run.
     pub fn is_open_at(&self, now: DateTime<Utc>) -> bool {
-        now < self.expires_at
+        self.phase_at(now) == GrantPhase::Active
     }
 }
 
@@ -65,6 +78,14 @@ impl Standing {
 
     pub fn is_support_temporary(&self) -> bool {
         self.account.support_grant_id.is_some()
+    }
+
+    /// G6: a temporary admin whose first-use grant nobody has claimed yet
+    /// and whose claim window is still open at `now`.
+    pub fn unclaimed_support_grant(&self, now: DateTime<Utc>) -> Option<Uuid> {
+        self.support
+            .filter(|w| w.phase_at(now) == GrantPhase::Unclaimed)
+            .map(|w| w.grant_id)
     }
 
     /// An admin of the top-level portal (A1). Temporary support admins never
@@ -177,8 +198,10 @@ mod tests {
         s.support = Some(SupportWindow {
             grant_id: Uuid::from_u128(99),
             portal_id: Uuid::from_u128(11),
+            starts_at: Some(expires_at - chrono::Duration::hours(1)),
             expires_at,
             requested_by: Uuid::from_u128(7),
+            level: SupportAccessLevel::Admin,
         });
         let just_before = expires_at - chrono::Duration::microseconds(1);
         assert!(s.can_see_portal(Uuid::from_u128(11), just_before));

@@ -771,8 +771,10 @@ mod tests {
         support.support = Some(crate::domain::SupportWindow {
             grant_id: id(99),
             portal_id: id(SUB_A),
+            starts_at: Some(Utc::now() - chrono::Duration::hours(1)),
             expires_at: Utc::now() + chrono::Duration::hours(1),
             requested_by: id(7),
+            level: crate::domain::governance::SupportAccessLevel::Admin,
         });
         let g = interactive(&support);
         assert!(

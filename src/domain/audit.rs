@@ -61,6 +61,20 @@ pub mod action {
     pub const TEMPORARY_ADMIN_CREATED: &str = "support_access.temporary_admin_created";
     pub const TEMPORARY_ADMIN_DELETED: &str = "support_access.temporary_admin_deleted";
     pub const SUPPORT_ACTION: &str = "support_access.action";
+    /// G1: a realm's support-access policy changed (security category).
+    pub const SUPPORT_POLICY_CHANGED: &str = "support_access.policy_changed";
+    /// G5: a first allow proposed access under N-of-M approval.
+    pub const SUPPORT_PROPOSED: &str = "support_access.proposed";
+    /// G5: another full top-level admin approved the proposal.
+    pub const SUPPORT_APPROVED: &str = "support_access.approved";
+    /// G5: the N-th approval started the proposal's grants.
+    pub const SUPPORT_STARTED: &str = "support_access.started";
+    /// G5: a proposal ended without starting (declined, withdrawn, replaced, ended by support).
+    pub const SUPPORT_PROPOSAL_CANCELLED: &str = "support_access.proposal_cancelled";
+    /// G6: the first use of a first-use grant started its clock.
+    pub const SUPPORT_CLAIMED: &str = "support_access.claimed";
+    /// G7: support, or the ticketing system, ended a grant early.
+    pub const SUPPORT_RELINQUISHED: &str = "support_access.relinquished";
     /// A call a temporary support admin made to this service (S9).
     pub const SUPPORT_CALL: &str = "support_access.call";
 

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::governance::SupportAccessLevel;
 use super::{Standing, UserType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,10 +18,12 @@ pub enum Permission {
     ManageApiKeys,
     ManageSupportAccess,
     ContactSupport,
+    /// G4: see every admin page and setting (every admin tier holds it).
+    ViewAdminConsole,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::ViewPortal,
         Permission::ManageUsers,
         Permission::ManageGroups,
@@ -31,6 +34,7 @@ impl Permission {
         Permission::ManageApiKeys,
         Permission::ManageSupportAccess,
         Permission::ContactSupport,
+        Permission::ViewAdminConsole,
     ];
 
     const fn bit(self) -> u16 {
@@ -79,7 +83,8 @@ use Permission::*;
 const LEARNER: PermissionSet = PermissionSet::of(&[ViewPortal]);
 const INSTRUCTOR: PermissionSet = PermissionSet::of(&[ViewPortal, ManageCourses, ManageContent]);
 const MANAGER: PermissionSet = PermissionSet::of(&[ViewPortal, ManageUsers, ManageGroups]);
-/// A9: what every admin reaches, with or without settings access.
+/// A9: what every admin reaches, with or without settings access; G4:
+/// every admin tier sees the admin console.
 const ADMIN: PermissionSet = PermissionSet::of(&[
     ViewPortal,
     ManageUsers,
@@ -87,7 +92,11 @@ const ADMIN: PermissionSet = PermissionSet::of(&[
     ManageCourses,
     ManageContent,
     ManageAdmins,
+    ViewAdminConsole,
 ]);
+/// G4: a view-only temporary support admin sees the portal as an admin
+/// does and changes nothing.
+const SUPPORT_VIEW_ONLY: PermissionSet = PermissionSet::of(&[ViewPortal, ViewAdminConsole]);
 
 /// The permissions of a user type, before admin tiers and settings.
 pub fn base_permissions(user_type: UserType) -> PermissionSet {
@@ -122,6 +131,14 @@ pub fn support_admin_permissions() -> PermissionSet {
     ADMIN.with(AccessSettings).without(ManageAdmins)
 }
 
+/// G3, G4: a temporary support admin's permissions at its grant's level.
+pub fn support_permissions(level: SupportAccessLevel) -> PermissionSet {
+    match level {
+        SupportAccessLevel::Admin => support_admin_permissions(),
+        SupportAccessLevel::ViewOnly => SUPPORT_VIEW_ONLY,
+    }
+}
+
 /// Everything `standing` may do in `portal_id` at `now`.
 pub fn effective_permissions(
     standing: &Standing,
@@ -130,7 +147,11 @@ pub fn effective_permissions(
 ) -> PermissionSet {
     match standing.effective_type_in(portal_id, now) {
         None => PermissionSet::EMPTY,
-        Some(UserType::Admin) if standing.is_support_temporary() => support_admin_permissions(),
+        Some(UserType::Admin) if standing.is_support_temporary() => support_permissions(
+            standing
+                .support
+                .map_or(SupportAccessLevel::ViewOnly, |w| w.level),
+        ),
         Some(UserType::Admin) => admin_permissions(
             standing.is_top_level_admin(),
             standing.account.can_access_portal_settings,
@@ -172,6 +193,19 @@ mod tests {
         assert!(admin_permissions(true, false).contains(ContactSupport));
         assert!(!admin_permissions(false, true).contains(ContactSupport));
         assert!(!support_admin_permissions().contains(ContactSupport));
+    }
+
+    #[test]
+    fn g4_view_only_support_sees_the_console_and_manages_nothing() {
+        let view = support_permissions(SupportAccessLevel::ViewOnly);
+        assert_eq!(
+            view.iter().collect::<Vec<_>>(),
+            vec![ViewPortal, ViewAdminConsole]
+        );
+        for (top, settings) in [(true, true), (true, false), (false, true), (false, false)] {
+            assert!(admin_permissions(top, settings).contains(ViewAdminConsole));
+        }
+        assert!(support_admin_permissions().contains(ViewAdminConsole));
     }
 
     #[test]

@@ -37,14 +37,17 @@ pub enum Scope {
     ApiKeysVerify,
     AuditRead,
     SupportActionsRecord,
+    /// G7: the ticketing system ends a closed ticket's support access.
+    SupportSessionsEnd,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::PermissionsCheck,
         Scope::ApiKeysVerify,
         Scope::AuditRead,
         Scope::SupportActionsRecord,
+        Scope::SupportSessionsEnd,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Scope {
             Scope::ApiKeysVerify => "api_keys.verify",
             Scope::AuditRead => "audit.read",
             Scope::SupportActionsRecord => "support_actions.record",
+            Scope::SupportSessionsEnd => "support_sessions.end",
         }
     }
 

@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::InvalidValue;
+use super::governance::{GrantPhase, SupportAccessLevel, phase_at};
 
 /// The states of an access request (S2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub struct AccessRequest {
     pub expires_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
     pub decided_by: Option<String>,
+    /// The level support asked for (G3); unset in the request means admin.
+    pub level: SupportAccessLevel,
 }
 
 impl AccessRequest {
@@ -96,12 +99,33 @@ pub struct SupportGrant {
     pub access_request_id: Uuid,
     pub temporary_account_id: Uuid,
     pub created_at: DateTime<Utc>,
+    /// When support's window opens (G6): the allow, the start time, or the
+    /// first use; `None` while a first-use grant is unclaimed.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// When it ends (S8); for an unclaimed grant, its claim deadline.
     pub expires_at: DateTime<Utc>,
+    /// G3: what support may do there.
+    pub level: SupportAccessLevel,
+    /// The length of the window; a first-use grant's clock starts at claim.
+    pub duration: Duration,
+    /// G6: set for a first-use grant: unclaimed by then, it lapses.
+    pub claim_deadline: Option<DateTime<Utc>>,
 }
 
 impl SupportGrant {
-    /// S8: a grant ends exactly at its expiry.
+    /// Where the grant stands at `now` (G6, S8).
+    pub fn phase_at(&self, now: DateTime<Utc>) -> GrantPhase {
+        phase_at(self.starts_at, self.expires_at, now)
+    }
+
+    /// S8, G6: support may act now: started and not yet expired.
     pub fn is_active_at(&self, now: DateTime<Utc>) -> bool {
+        self.phase_at(now) == GrantPhase::Active
+    }
+
+    /// Not lapsed: active, scheduled or unclaimed (S8: ends exactly at
+    /// its expiry or claim deadline).
+    pub fn is_open_at(&self, now: DateTime<Utc>) -> bool {
         now < self.expires_at
     }
 }
@@ -111,6 +135,12 @@ impl SupportGrant {
 pub enum GrantEnd {
     Revoked,
     Expired,
+    /// G6: a first-use grant nobody claimed before its deadline.
+    Unclaimed,
+    /// G7: the support agent ended its own access.
+    Relinquished,
+    /// G7: the ticketing system closed the ticket.
+    TicketClosed,
 }
 
 impl GrantEnd {
@@ -118,6 +148,9 @@ impl GrantEnd {
         match self {
             GrantEnd::Revoked => "revoked",
             GrantEnd::Expired => "expired",
+            GrantEnd::Unclaimed => "unclaimed",
+            GrantEnd::Relinquished => "relinquished",
+            GrantEnd::TicketClosed => "ticket_closed",
         }
     }
 }
@@ -252,6 +285,7 @@ mod tests {
             expires_at,
             decided_at: None,
             decided_by: None,
+            level: SupportAccessLevel::Admin,
         }
     }
 
@@ -305,7 +339,11 @@ mod tests {
             access_request_id: Uuid::from_u128(4),
             temporary_account_id: Uuid::from_u128(5),
             created_at: at - Duration::hours(1),
+            starts_at: Some(at - Duration::hours(1)),
             expires_at: at,
+            level: SupportAccessLevel::Admin,
+            duration: Duration::hours(1),
+            claim_deadline: None,
         };
         assert!(grant.is_active_at(at - Duration::microseconds(1)));
         assert!(!grant.is_active_at(at));

@@ -163,6 +163,7 @@ pub fn permission_from_proto(
         Ok(pb::Permission::ManageApiKeys) => Ok(P::ManageApiKeys),
         Ok(pb::Permission::ManageSupportAccess) => Ok(P::ManageSupportAccess),
         Ok(pb::Permission::ContactSupport) => Ok(P::ContactSupport),
+        Ok(pb::Permission::ViewAdminConsole) => Ok(P::ViewAdminConsole),
         Ok(pb::Permission::Unspecified) => Err(InvalidValue::new("must be set")),
         Err(_) => Err(InvalidValue::new("is not a known Permission value")),
     }
@@ -181,6 +182,7 @@ pub fn permission_to_proto(permission: crate::domain::permission::Permission) ->
         P::ManageApiKeys => pb::Permission::ManageApiKeys,
         P::ManageSupportAccess => pb::Permission::ManageSupportAccess,
         P::ContactSupport => pb::Permission::ContactSupport,
+        P::ViewAdminConsole => pb::Permission::ViewAdminConsole,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod observe;
 pub mod page_token;
 pub mod portal;
 pub mod position_keys;
+pub mod rpc_effects;
 pub mod session_log;
 pub mod status;
 pub mod support_access;

@@ -11,6 +11,10 @@
 //! an answer its log entry exists. The entry is its own transaction after
 //! the call: a change made by the call is recorded in the call's own
 //! transaction (L1); this is the access log on top of it.
+//!
+//! G4: it is also where a view-only temporary admin's changing calls are
+//! refused (`SUPPORT_ACCESS_READ_ONLY`), for every RPC, decided by the one
+//! table in `rpc_effects.rs`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -24,6 +28,7 @@ use tonic::server::NamedService;
 use tower_service::Service;
 
 use super::middleware::{BoxFuture, GrpcService, take_ready};
+use super::rpc_effects::{RpcEffect, effect_of};
 
 use crate::app::MAX_MESSAGE_BYTES;
 use crate::domain::Principal;
@@ -62,13 +67,14 @@ where
         let support = match request.extensions().get::<Principal>() {
             Some(Principal::Account {
                 account_id,
+                realm_id,
                 agent: Some(agent),
                 ..
-            }) => Some((*account_id, agent.clone())),
+            }) => Some((*account_id, *realm_id, agent.clone())),
             _ => None,
         };
         let mut inner = take_ready(&mut self.inner);
-        let Some((account_id, agent)) = support else {
+        let Some((account_id, realm_id, agent)) = support else {
             return Box::pin(inner.call(request));
         };
         let services = self.services.clone();
@@ -86,8 +92,20 @@ where
                 }
             };
             let ids = named_ids(parts.uri.path(), &bytes);
-            let request = http::Request::from_parts(parts, Body::new(Full::new(bytes)));
-            let response = inner.call(request).await?;
+            // G4: a view-only temporary admin changes nothing, whatever the
+            // RPC; the refusal is logged like any other outcome.
+            let read_only = effect_of(parts.uri.path()) == RpcEffect::Changes
+                && services.is_view_only_support(account_id, realm_id).await;
+            let response = if read_only {
+                tonic::Status::from(crate::error::Error::permission_denied(
+                    crate::error::Reason::SupportAccessReadOnly,
+                    "view-only support access changes nothing",
+                ))
+                .into_http()
+            } else {
+                let request = http::Request::from_parts(parts, Body::new(Full::new(bytes)));
+                inner.call(request).await?
+            };
             let outcome = outcome(&response);
             if let Err(err) = services
                 .log_support_call(account_id, &agent, &rpc, outcome, ids)

@@ -14,18 +14,21 @@ use super::convert::{optional_uuid, parse_uuid, request_id, required_uuid};
 use super::page_token;
 use super::position_keys::PositionKeys;
 use super::support_convert::{
-    access_result_to_proto, category_from_proto, duration_from_proto, event_to_proto,
-    portal_access_to_proto, portal_ids_from_proto, request_to_proto, state_from_proto,
+    access_result_to_proto, category_from_proto, claim_window_from_proto, event_to_proto,
+    first_use_from_proto, grant_to_proto, instant_from_proto, level_from_proto,
+    optional_duration_from_proto, policy_to_proto, portal_access_to_proto, portal_ids_from_proto,
+    request_to_proto, state_from_proto,
 };
 use crate::domain::DisplayName;
+use crate::domain::governance::{RequiredApprovals, SupportAccessLevel, parse_allowed_levels};
 use crate::domain::page::PageSize;
 use crate::domain::principal::SupportAgent;
 use crate::domain::support::{SupportAction, parse_reason, parse_ticket_reference};
 use crate::error::{Error, Reason, Violations};
 use crate::proto::v1::{self as pb, support_access_service_server::SupportAccessService};
 use crate::service::{
-    AuditSubscription, Caller, NewAccessRequest, RequestView, Services, StreamEnd, StreamFrom,
-    StreamItem,
+    AllowTerms, AuditSubscription, Caller, EndTarget, NewAccessRequest, PolicyChange, RequestView,
+    Services, StreamEnd, StreamFrom, StreamItem,
 };
 use crate::store::AuditFilter;
 
@@ -71,11 +74,7 @@ fn page_position<T: std::str::FromStr>(
 
 /// A request just written by this call: its stored state is its state now.
 fn request_view(request: crate::domain::support::AccessRequest) -> RequestView {
-    RequestView {
-        state: request.state,
-        grants: Vec::new(),
-        request,
-    }
+    RequestView::of(request)
 }
 
 #[tonic::async_trait]
@@ -96,6 +95,7 @@ impl SupportAccessService for SupportAccessApi {
             "ticket_reference",
             parse_ticket_reference(&req.ticket_reference),
         );
+        let level = v.check("level", level_from_proto(req.level));
         v.finish()?;
         let created = self
             .services
@@ -105,12 +105,17 @@ impl SupportAccessService for SupportAccessApi {
                     realm_id: realm_id.expect("checked"),
                     reason: reason.expect("checked"),
                     ticket_reference: ticket.expect("checked"),
+                    // G3: unset means the seed's temporary admin.
+                    level: level.expect("checked").unwrap_or(SupportAccessLevel::Admin),
                 },
                 request_id,
             )
             .await?;
         Ok(Response::new(pb::RequestAccessResponse {
-            access_request: Some(request_to_proto(&request_view(created))),
+            access_request: Some(request_to_proto(
+                &request_view(created),
+                self.services.now(),
+            )),
         }))
     }
 
@@ -122,7 +127,10 @@ impl SupportAccessService for SupportAccessApi {
         let id = required_uuid("access_request_id", &request.get_ref().access_request_id)?;
         let withdrawn = self.services.withdraw_access_request(&caller, id).await?;
         Ok(Response::new(pb::WithdrawAccessRequestResponse {
-            access_request: Some(request_to_proto(&request_view(withdrawn))),
+            access_request: Some(request_to_proto(
+                &request_view(withdrawn),
+                self.services.now(),
+            )),
         }))
     }
 
@@ -155,7 +163,11 @@ impl SupportAccessService for SupportAccessApi {
             )
             .await?;
         Ok(Response::new(pb::ListAccessRequestsResponse {
-            access_requests: page.requests.iter().map(request_to_proto).collect(),
+            access_requests: page
+                .requests
+                .iter()
+                .map(|r| request_to_proto(r, self.services.now()))
+                .collect(),
             next_page_token: page
                 .next
                 .map(|id| {
@@ -178,7 +190,10 @@ impl SupportAccessService for SupportAccessApi {
         let id = required_uuid("access_request_id", &request.get_ref().access_request_id)?;
         let declined = self.services.decline_access_request(&caller, id).await?;
         Ok(Response::new(pb::DeclineAccessRequestResponse {
-            access_request: Some(request_to_proto(&request_view(declined))),
+            access_request: Some(request_to_proto(
+                &request_view(declined),
+                self.services.now(),
+            )),
         }))
     }
 
@@ -225,19 +240,50 @@ impl SupportAccessService for SupportAccessApi {
         let mut v = Violations::new();
         let access_request_id = v.check("access_request_id", parse_uuid(&req.access_request_id));
         let portal_ids = v.check("portal_ids", portal_ids_from_proto(&req.portal_ids));
-        let duration = v.check("duration", duration_from_proto(req.duration.as_ref()));
+        let duration = v.check(
+            "duration",
+            optional_duration_from_proto(req.duration.as_ref()),
+        );
+        let level = v.check("level", level_from_proto(req.level));
+        let start_at = req
+            .start_time
+            .as_ref()
+            .and_then(|t| v.check("start_time", instant_from_proto(t)));
+        let first_use = v.check("activation", first_use_from_proto(req.activation));
+        let claim_window = match (first_use, &req.claim_window) {
+            (Some(true), window) => {
+                v.check("claim_window", claim_window_from_proto(window.as_ref()))
+            }
+            (Some(false), Some(_)) => {
+                v.add("claim_window", "is only for activation ON_FIRST_USE");
+                None
+            }
+            _ => None,
+        };
+        if first_use == Some(true) && req.start_time.is_some() {
+            v.add(
+                "start_time",
+                "cannot be combined with activation ON_FIRST_USE",
+            );
+        }
         v.finish()?;
-        let results = self
+        let allowed = self
             .services
             .allow_access(
                 &caller,
                 access_request_id.expect("checked"),
                 &portal_ids.expect("checked"),
-                duration.expect("checked"),
+                AllowTerms {
+                    duration: duration.expect("checked"),
+                    level: level.expect("checked"),
+                    start_at,
+                    first_use: claim_window,
+                },
             )
             .await?;
         Ok(Response::new(pb::AllowAccessResponse {
-            results: results.iter().map(access_result_to_proto).collect(),
+            results: allowed.results.iter().map(access_result_to_proto).collect(),
+            approvals_missing: i32::from(allowed.approvals_missing),
         }))
     }
 
@@ -448,6 +494,155 @@ impl SupportAccessService for SupportAccessApi {
         let bundle = self.services.export_access_evidence(&caller, id).await?;
         Ok(Response::new(pb::ExportAccessEvidenceResponse {
             bundle_json: bundle.to_json(),
+        }))
+    }
+
+    async fn get_support_access_policy(
+        &self,
+        request: Request<pb::GetSupportAccessPolicyRequest>,
+    ) -> Result<Response<pb::GetSupportAccessPolicyResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let realm_id = required_uuid("realm_id", &request.get_ref().realm_id)?;
+        let policy = self
+            .services
+            .get_support_access_policy(&caller, realm_id)
+            .await?;
+        Ok(Response::new(pb::GetSupportAccessPolicyResponse {
+            policy: Some(policy_to_proto(realm_id, &policy)),
+        }))
+    }
+
+    async fn update_support_access_policy(
+        &self,
+        request: Request<pb::UpdateSupportAccessPolicyRequest>,
+    ) -> Result<Response<pb::UpdateSupportAccessPolicyResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let realm_id = v.check("realm_id", parse_uuid(&req.realm_id));
+        let max_duration = v.check(
+            "max_duration",
+            optional_duration_from_proto(req.max_duration.as_ref()),
+        );
+        let required_approvals = req
+            .required_approvals
+            .and_then(|n| v.check("required_approvals", RequiredApprovals::parse(i64::from(n))));
+        let mut levels = Vec::new();
+        for (index, raw) in req.allowed_levels.iter().enumerate() {
+            match level_from_proto(*raw) {
+                Ok(Some(level)) => levels.push(level),
+                Ok(None) => v.add(format!("allowed_levels[{index}]"), "must be set"),
+                Err(e) => v.add(format!("allowed_levels[{index}]"), e.description),
+            }
+        }
+        let allowed_levels = if req.allowed_levels.is_empty() {
+            None
+        } else {
+            v.check("allowed_levels", parse_allowed_levels(levels))
+        };
+        v.finish()?;
+        let realm_id = realm_id.expect("checked");
+        let updated = self
+            .services
+            .update_support_access_policy(
+                &caller,
+                realm_id,
+                PolicyChange {
+                    enabled: req.enabled,
+                    max_duration: max_duration.expect("checked"),
+                    required_approvals,
+                    allowed_levels,
+                },
+            )
+            .await?;
+        let now = self.services.now();
+        Ok(Response::new(pb::UpdateSupportAccessPolicyResponse {
+            policy: Some(policy_to_proto(realm_id, &updated.policy)),
+            active_grants: updated
+                .open_grants
+                .iter()
+                .map(|g| grant_to_proto(g, now))
+                .collect(),
+            changed: updated.changed,
+        }))
+    }
+
+    async fn approve_access(
+        &self,
+        request: Request<pb::ApproveAccessRequest>,
+    ) -> Result<Response<pb::ApproveAccessResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = required_uuid("access_request_id", &request.get_ref().access_request_id)?;
+        let approved = self.services.approve_access(&caller, id).await?;
+        Ok(Response::new(pb::ApproveAccessResponse {
+            access_request: Some(request_to_proto(&approved.request, self.services.now())),
+            results: approved
+                .results
+                .iter()
+                .map(access_result_to_proto)
+                .collect(),
+            approvals_missing: i32::from(approved.approvals_missing),
+        }))
+    }
+
+    async fn end_support_access(
+        &self,
+        request: Request<pb::EndSupportAccessRequest>,
+    ) -> Result<Response<pb::EndSupportAccessResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let target = match (
+            req.access_request_id.is_empty(),
+            req.realm_id.is_empty() && req.ticket_reference.is_empty(),
+        ) {
+            (false, true) => v
+                .check("access_request_id", parse_uuid(&req.access_request_id))
+                .map(EndTarget::Request),
+            (true, false) => {
+                let realm_id = v.check("realm_id", parse_uuid(&req.realm_id));
+                let ticket = v.check(
+                    "ticket_reference",
+                    parse_ticket_reference(&req.ticket_reference),
+                );
+                if ticket.as_deref() == Some("") {
+                    v.add("ticket_reference", "must not be empty");
+                }
+                realm_id
+                    .zip(ticket)
+                    .map(|(realm_id, ticket_reference)| EndTarget::Ticket {
+                        realm_id,
+                        ticket_reference,
+                    })
+            }
+            (false, false) => {
+                v.add(
+                    "access_request_id",
+                    "names a request; realm_id and ticket_reference name a ticket: not both",
+                );
+                None
+            }
+            (true, true) => {
+                v.add(
+                    "access_request_id",
+                    "is required, or realm_id with ticket_reference",
+                );
+                None
+            }
+        };
+        v.finish()?;
+        let ended = self
+            .services
+            .end_support_access(&caller, target.expect("checked"))
+            .await?;
+        let now = self.services.now();
+        Ok(Response::new(pb::EndSupportAccessResponse {
+            access_requests: ended
+                .requests
+                .iter()
+                .map(|r| request_to_proto(r, now))
+                .collect(),
+            results: ended.results.iter().map(access_result_to_proto).collect(),
         }))
     }
 

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Services;
+use crate::domain::audit::Actor;
+use crate::domain::governance::GrantPhase;
 use crate::domain::portal::Portal;
 use crate::domain::{Principal, Standing};
 use crate::error::{Error, Reason, Result};
@@ -96,6 +98,10 @@ impl Services {
             }
             _ => {}
         }
+        // G6: the temporary admin's first call claims a first-use grant.
+        let standing = self
+            .claim_on_first_use(standing, Actor::from(&principal), "call")
+            .await?;
         support_window_open(&standing, self.now())?;
         Ok(Caller::Account {
             principal,
@@ -139,16 +145,26 @@ impl Services {
     }
 }
 
-/// S8: a temporary support admin acts only while its grant is active; at
-/// `expires_at` every call is refused, whether or not the sweeper has run.
+/// S8, G6: a temporary support admin acts only inside its grant's window:
+/// before a scheduled start every call is refused as not started, and at
+/// `expires_at` (or an unclaimed grant's claim deadline) as ended, whether
+/// or not the sweeper has run.
 pub(crate) fn support_window_open(standing: &Standing, now: DateTime<Utc>) -> Result<()> {
-    if standing.is_support_temporary() && !standing.support.is_some_and(|w| w.is_open_at(now)) {
-        return Err(Error::permission_denied(
+    if !standing.is_support_temporary() {
+        return Ok(());
+    }
+    match standing.support.map(|w| w.phase_at(now)) {
+        Some(GrantPhase::Active) => Ok(()),
+        Some(GrantPhase::Scheduled) => Err(Error::permission_denied(
+            Reason::SupportAccessNotStarted,
+            "this temporary support admin's access has not started yet",
+        )),
+        // Unclaimed after a claim attempt: its deadline passed meanwhile.
+        Some(GrantPhase::Unclaimed | GrantPhase::Ended) | None => Err(Error::permission_denied(
             Reason::SupportAccessEnded,
             "this temporary support admin's access has ended",
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// Refuses every principal kind but an operator.

@@ -162,6 +162,15 @@ impl Services {
         let (standing, portal) = self
             .subject(caller, portal_id, user_id, Question::Permissions)
             .await?;
+        // G6: the first check about a temporary admin claims its first-use
+        // grant; every other standing passes through without a read.
+        let standing = self
+            .claim_on_first_use(
+                standing,
+                crate::domain::audit::Actor::from(caller.principal()),
+                "check_permission",
+            )
+            .await?;
         let now = self.now();
         Ok(EffectivePermissions {
             permissions: effective_permissions(&standing, portal.id, now),

@@ -24,7 +24,8 @@ pub use checks::EffectivePermissions;
 pub use evidence::{InclusionProof, LogSigner, SignedCheckpoint};
 pub use portals::{PortalPage, PortalView, RealmCreated};
 pub use support::{
-    AccessResult, LogPage, NewAccessRequest, PortalAccessPage, PortalAccessView, RequestPage,
+    AccessResult, AccessStatus, AllowTerms, Allowed, Approved, EndTarget, Ended, LogPage,
+    NewAccessRequest, PolicyChange, PolicyUpdated, PortalAccessPage, PortalAccessView, RequestPage,
     RequestView, SweepReport,
 };
 

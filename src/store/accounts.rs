@@ -123,17 +123,21 @@ async fn support_windows(
         .collect();
     Ok(grants
         .into_iter()
-        .map(|g| {
+        .map(|row| {
+            let requested_by = agents
+                .get(&row.access_request_id)
+                .copied()
+                .unwrap_or_default();
+            let g = super::support::grant_from(row);
             (
                 g.id,
                 SupportWindow {
                     grant_id: g.id,
                     portal_id: g.portal_id,
-                    expires_at: from_micros(g.expires_at),
-                    requested_by: agents
-                        .get(&g.access_request_id)
-                        .copied()
-                        .unwrap_or_default(),
+                    starts_at: g.starts_at,
+                    expires_at: g.expires_at,
+                    requested_by,
+                    level: g.level,
                 },
             )
         })
@@ -153,6 +157,16 @@ impl super::Store {
             self.cache.put_standing(snapshot, standing);
         }
         Ok(found)
+    }
+
+    /// The standing as committed now, past the cache: after a first-use
+    /// claim another replica may have won (G6), before its notification.
+    pub async fn fresh_standing(
+        &self,
+        realm_id: Uuid,
+        account_id: Uuid,
+    ) -> Result<Option<Standing>> {
+        find_standing(self.conn(), realm_id, account_id).await
     }
 }
 

@@ -18,6 +18,7 @@ mod backup;
 #[allow(dead_code)]
 mod entity;
 mod errors;
+mod governance;
 mod idempotency;
 mod migration;
 mod portals;

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::entity::{access_request, account, membership, support_grant};
 use super::errors::db_error;
 use crate::domain::clock::{from_micros, to_micros};
+use crate::domain::governance::SupportAccessLevel;
 use crate::domain::support::{AccessRequest, AccessRequestState, GrantEnd, SupportGrant};
 use crate::domain::{Account, UserType};
 use crate::error::{Error, Result};
@@ -37,18 +38,40 @@ fn request_from(row: access_request::Model) -> AccessRequest {
         expires_at: from_micros(row.expires_at),
         decided_at: row.decided_at.map(from_micros),
         decided_by: row.decided_by,
+        level: SupportAccessLevel::from_stored(&row.level).unwrap_or(SupportAccessLevel::ViewOnly),
     }
 }
 
-fn grant_from(row: support_grant::Model) -> SupportGrant {
+/// The activation column's values (G6).
+pub(crate) const ACTIVATION_IMMEDIATE: &str = "immediate";
+pub(crate) const ACTIVATION_ON_FIRST_USE: &str = "on_first_use";
+
+pub(crate) fn grant_from(row: support_grant::Model) -> SupportGrant {
+    let created_at = from_micros(row.created_at);
+    let expires_at = from_micros(row.expires_at);
+    // Rows of earlier releases: immediate, started at creation.
+    let starts_at = match (row.activation.as_str(), row.starts_at) {
+        (ACTIVATION_ON_FIRST_USE, None) => None,
+        (_, Some(at)) => Some(from_micros(at)),
+        (_, None) => Some(created_at),
+    };
+    let duration = match row.duration_seconds {
+        Some(seconds) => chrono::Duration::seconds(seconds),
+        None => expires_at - starts_at.unwrap_or(created_at),
+    };
     SupportGrant {
         id: row.id,
         realm_id: row.realm_id,
         portal_id: row.portal_id,
         access_request_id: row.access_request_id,
         temporary_account_id: row.temporary_account_id,
-        created_at: from_micros(row.created_at),
-        expires_at: from_micros(row.expires_at),
+        created_at,
+        starts_at,
+        expires_at,
+        // An unknown level is treated as the narrowest (fail safe).
+        level: SupportAccessLevel::from_stored(&row.level).unwrap_or(SupportAccessLevel::ViewOnly),
+        duration,
+        claim_deadline: row.claim_deadline.map(from_micros),
     }
 }
 
@@ -230,6 +253,7 @@ impl super::WriteTx {
             expires_at: Set(to_micros(request.expires_at)),
             decided_at: Set(request.decided_at.map(to_micros)),
             decided_by: Set(request.decided_by.clone()),
+            level: Set(request.level.as_str().to_owned()),
         }
         .insert(self.conn())
         .await
@@ -341,6 +365,16 @@ impl super::WriteTx {
                     expires_at: Set(to_micros(g.expires_at)),
                     ended_at: Set(None),
                     end_reason: Set(None),
+                    level: Set(g.level.as_str().to_owned()),
+                    starts_at: Set(g.starts_at.map(to_micros)),
+                    activation: Set(if g.claim_deadline.is_some() {
+                        ACTIVATION_ON_FIRST_USE
+                    } else {
+                        ACTIVATION_IMMEDIATE
+                    }
+                    .to_owned()),
+                    duration_seconds: Set(Some(g.duration.num_seconds())),
+                    claim_deadline: Set(g.claim_deadline.map(to_micros)),
                 }
             }))
             .exec(self.conn())
@@ -358,6 +392,115 @@ impl super::WriteTx {
             }
         }
         Ok(())
+    }
+
+    /// S5, G6: moves one not-yet-started grant's end and duration (a
+    /// scheduled grant keeps its start, an unclaimed one its deadline).
+    pub async fn set_grant_window(
+        &self,
+        grant_id: Uuid,
+        expires_at: DateTime<Utc>,
+        duration: chrono::Duration,
+    ) -> Result<()> {
+        support_grant::Entity::update_many()
+            .col_expr(
+                support_grant::Column::ExpiresAt,
+                to_micros(expires_at).into(),
+            )
+            .col_expr(
+                support_grant::Column::DurationSeconds,
+                Some(duration.num_seconds()).into(),
+            )
+            .filter(support_grant::Column::Id.eq(grant_id))
+            .filter(support_grant::Column::EndedAt.is_null())
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// G6: starts an unclaimed first-use grant's clock at the transaction's
+    /// time, exactly once: a conditional update, so of two replicas seeing
+    /// the first use at the same moment one changes the row and the other
+    /// none. `true` when this transaction claimed it.
+    pub async fn claim_grant(&self, grant_id: Uuid, duration: chrono::Duration) -> Result<bool> {
+        let now = to_micros(self.now);
+        let result = support_grant::Entity::update_many()
+            .col_expr(support_grant::Column::StartsAt, Some(now).into())
+            .col_expr(
+                support_grant::Column::ExpiresAt,
+                to_micros(self.now + duration).into(),
+            )
+            .filter(support_grant::Column::Id.eq(grant_id))
+            .filter(support_grant::Column::Activation.eq(ACTIVATION_ON_FIRST_USE))
+            .filter(support_grant::Column::StartsAt.is_null())
+            .filter(support_grant::Column::EndedAt.is_null())
+            .filter(support_grant::Column::ExpiresAt.gt(now))
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// One grant, ended or not.
+    pub async fn grant(&self, grant_id: Uuid) -> Result<Option<SupportGrant>> {
+        Ok(support_grant::Entity::find_by_id(grant_id)
+            .one(self.conn())
+            .await
+            .map_err(db_error)?
+            .map(grant_from))
+    }
+
+    /// Every grant of these requests, ended or not, oldest first.
+    pub async fn grants_of_requests(
+        &self,
+        request_ids: &[Uuid],
+    ) -> Result<Vec<(SupportGrant, bool)>> {
+        if request_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = support_grant::Entity::find()
+            .filter(support_grant::Column::AccessRequestId.is_in(request_ids.iter().copied()))
+            .order_by_asc(support_grant::Column::Id)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let ended = row.ended_at.is_some();
+                (grant_from(row), ended)
+            })
+            .collect())
+    }
+
+    /// G7: the realm's requests that name this ticket.
+    pub async fn requests_with_ticket(
+        &self,
+        realm_id: Uuid,
+        ticket_reference: &str,
+    ) -> Result<Vec<AccessRequest>> {
+        let rows = access_request::Entity::find()
+            .filter(access_request::Column::RealmId.eq(realm_id))
+            .filter(access_request::Column::TicketReference.eq(ticket_reference))
+            .order_by_asc(access_request::Column::Id)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(request_from).collect())
+    }
+
+    /// G2: the realm's grants that have not ended and not lapsed.
+    pub async fn open_grants_of_realm(&self, realm_id: Uuid) -> Result<Vec<SupportGrant>> {
+        let rows = support_grant::Entity::find()
+            .filter(support_grant::Column::RealmId.eq(realm_id))
+            .filter(support_grant::Column::EndedAt.is_null())
+            .filter(support_grant::Column::ExpiresAt.gt(to_micros(self.now)))
+            .order_by_asc(support_grant::Column::Id)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(grant_from).collect())
     }
 
     /// Deletes temporary support admins (their memberships go with them).

@@ -499,6 +499,7 @@ async fn l2_late_commit_is_delivered_in_order_postgres() {
             realm_id: other.realm_id.clone(),
             reason: "later".into(),
             ticket_reference: String::new(),
+            ..Default::default()
         },
         &ana.token,
     );

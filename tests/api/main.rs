@@ -18,6 +18,7 @@ mod bad_input;
 mod check_cache;
 mod evidence;
 mod faults;
+mod governance;
 mod health;
 mod limits;
 mod outage;

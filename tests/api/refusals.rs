@@ -501,6 +501,7 @@ async fn request_in(
                 realm_id: realm_id.into(),
                 reason: reason.into(),
                 ticket_reference: String::new(),
+                ..Default::default()
             },
             token,
         ))

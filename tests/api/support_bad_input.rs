@@ -35,6 +35,7 @@ both_databases! {
                 realm_id: realm_id.into(),
                 reason: reason.into(),
                 ticket_reference: ticket.into(),
+                ..Default::default()
             },
             &ana.token,
         );
@@ -86,7 +87,7 @@ both_databases! {
         refused(s.clone().list_portal_access(dots(&w.realm.realm_id, 0, &foreign)).await, &["page_token"]);
 
         let allow_req = |request_id: &str, portal_ids: Vec<String>, duration: Option<prost_types::Duration>| with_token(
-            pb::AllowAccessRequest { access_request_id: request_id.into(), portal_ids, duration },
+            pb::AllowAccessRequest { access_request_id: request_id.into(), portal_ids, duration, ..Default::default() },
             &admin,
         );
         let rid = request.access_request_id.clone();

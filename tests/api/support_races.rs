@@ -58,6 +58,7 @@ both_databases! {
                     access_request_id: request.access_request_id.clone(),
                     portal_ids: vec![w.sub_a.clone()],
                     duration: hours(1),
+                    ..Default::default()
                 },
                 &w.realm.admin_token,
             );

@@ -33,6 +33,7 @@ pub async fn request_access(app: &TestApp, agent: &Agent, realm_id: &str) -> pb:
                 realm_id: realm_id.into(),
                 reason: "Customer reports a broken course import".into(),
                 ticket_reference: "SUP-1234".into(),
+                ..Default::default()
             },
             &agent.token,
         ))
@@ -64,6 +65,7 @@ pub async fn allow(
                 access_request_id: request_id.into(),
                 portal_ids: portal_ids.iter().map(|p| p.to_string()).collect(),
                 duration,
+                ..Default::default()
             },
             token,
         ))

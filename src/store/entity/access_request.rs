@@ -18,6 +18,7 @@ pub struct Model {
     pub expires_at: i64,
     pub decided_at: Option<i64>,
     pub decided_by: Option<String>,
+    pub level: String,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

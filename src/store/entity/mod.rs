@@ -8,4 +8,7 @@ pub mod idempotency_key;
 pub mod membership;
 pub mod portal;
 pub mod realm;
+pub mod support_approval;
 pub mod support_grant;
+pub mod support_policy;
+pub mod support_proposal;

@@ -16,6 +16,11 @@ pub struct Model {
     pub expires_at: i64,
     pub ended_at: Option<i64>,
     pub end_reason: Option<String>,
+    pub level: String,
+    pub starts_at: Option<i64>,
+    pub activation: String,
+    pub duration_seconds: Option<i64>,
+    pub claim_deadline: Option<i64>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -14,6 +14,7 @@ use sea_orm_migration::prelude::*;
 mod m20261123_000001_initial;
 mod m20261123_000002_support_lookups;
 mod m20261201_000001_evidence_tree;
+mod m20261201_000002_governance;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_support_lookups::Migration),
             Box::new(m20261201_000001_evidence_tree::Migration),
+            Box::new(m20261201_000002_governance::Migration),
         ]
     }
 }
