@@ -12,6 +12,7 @@ mod support_steps;
 mod admins;
 mod api_keys;
 mod audit_stream;
+mod audited_writes;
 mod auth;
 mod backup;
 mod bad_input;
