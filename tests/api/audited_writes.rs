@@ -239,3 +239,52 @@ both_databases! {
         }
     }
 }
+
+/// W2: on SQLite, many concurrent audited writes queue for the one writer
+/// in this process and every one of them commits (none fails as busy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w2_concurrent_audited_writes_on_sqlite_all_commit() {
+    let app = spawn_app(Backend::Sqlite)
+        .await
+        .expect("SQLite always runs");
+    const WRITERS: usize = 32;
+    const EACH: usize = 10;
+    let realms = [
+        app.create_realm("w2-one").await,
+        app.create_realm("w2-two").await,
+    ];
+    let before = app.count("audit_events").await;
+    let mut writers = JoinSet::new();
+    for w in 0..WRITERS {
+        let realm = &realms[w % realms.len()];
+        let (mut admins, token, portal) = (
+            app.admins(),
+            realm.admin_token.clone(),
+            realm.top_portal_id.clone(),
+        );
+        writers.spawn(async move {
+            for n in 0..EACH {
+                let email = format!("w{w}-{n}@w2.example");
+                admins
+                    .create_user(with_token(
+                        learner_request(&portal, &email, "Learner"),
+                        &token,
+                    ))
+                    .await
+                    .expect("every queued write commits");
+            }
+        });
+    }
+    while let Some(writer) = writers.join_next().await {
+        writer.unwrap();
+    }
+    assert_eq!(
+        app.count("accounts").await,
+        (realms.len() + WRITERS * EACH) as i64
+    );
+    assert_eq!(
+        app.count("audit_events").await - before,
+        (WRITERS * EACH) as i64
+    );
+    app.stop().await;
+}
