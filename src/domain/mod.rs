@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod eligibility;
 pub mod email;
+pub mod import;
 pub mod leaf;
 pub mod merkle;
 pub mod names;

@@ -25,6 +25,7 @@ mod commit_pause;
 mod entity;
 mod errors;
 mod idempotency;
+mod import;
 mod migration;
 mod portals;
 mod raw;

@@ -20,6 +20,7 @@ mod check_cache;
 mod evidence;
 mod faults;
 mod health;
+mod import;
 mod limits;
 mod outage;
 mod portals;
