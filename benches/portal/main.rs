@@ -9,7 +9,7 @@
 //! - `PORTAL_ACCESS_BENCH_PORTALS` (10000), `_ACCOUNTS` (1000000): scale.
 //! - `PORTAL_ACCESS_BENCH_EVENTS` (1000000): events in the evidence realm.
 //! - `PORTAL_ACCESS_BENCH_ONLY`: some of
-//!   `check,write,allow,stream,evidence,scale`.
+//!   `check,write,create,import,allow,stream,evidence,scale`.
 
 mod evidence;
 mod h2load;
@@ -18,6 +18,7 @@ mod report;
 mod seed;
 mod server;
 mod stream;
+mod writes;
 
 use std::time::{Duration, Instant};
 
@@ -102,6 +103,20 @@ async fn run() {
 
 fn x(ratio: f64) -> String {
     format!("{ratio:.2}×")
+}
+
+fn calls(calls: &writes::Calls) -> String {
+    format!(
+        "{:.0} rps, p50 {:.2} ms, p99 {:.2} ms{}",
+        calls.per_second,
+        calls.p50_ms,
+        calls.p99_ms,
+        if calls.failed > 0 {
+            format!(", {} failed", calls.failed)
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn rps(load: &Load) -> String {
@@ -246,6 +261,80 @@ async fn bench_backend(backend: Backend, settings: &Settings, report: &mut Repor
             ratio: x(ratio),
             target,
             verdict: Verdict::of(ratio >= floor && measured.failed == 0),
+        });
+    }
+
+    if settings.runs("create") {
+        // W1: audited writes of different realms must not wait on each
+        // other. The same 16 clients, spread over 16 realms, then all in one.
+        let mut realms = Vec::new();
+        for r in 0..16 {
+            realms.push(seed::create_realm(&server, &channel, &format!("create-{r}")).await);
+        }
+        let spread =
+            writes::create_users(server.addr, &realms, 16, settings.seconds, "spread").await;
+        let one =
+            writes::create_users(server.addr, &realms[..1], 16, settings.seconds, "one").await;
+        let ratio = spread.per_second / one.per_second;
+        let (reference, target, met) = match backend {
+            Backend::Postgres => {
+                let pgbench = reference::pgbench_inserts(&db.url, 16, settings.seconds).await;
+                (
+                    format!(
+                        "one realm {}; pgbench one-row inserts {pgbench:.0}/s ({:.2}×)",
+                        calls(&one),
+                        spread.per_second / pgbench
+                    ),
+                    "≥ 0.3× pgbench; ≥ 4× one realm",
+                    spread.per_second >= 0.3 * pgbench && ratio >= 4.0,
+                )
+            }
+            Backend::Sqlite => (
+                format!("one realm {}", calls(&one)),
+                "p99 ≤ 20 ms (one writer: no realm gain expected)",
+                spread.p99_ms <= 20.0,
+            ),
+        };
+        report.add(Row {
+            what: "CreateUser, 16 connections over 16 realms".into(),
+            backend: name,
+            measured: calls(&spread),
+            reference,
+            ratio: x(ratio),
+            target,
+            verdict: Verdict::of(met && spread.failed == 0 && one.failed == 0),
+        });
+    }
+
+    if settings.runs("import") {
+        // W3: 1,000 users per call into one realm.
+        let target_realm = seed::create_realm(&server, &channel, "import").await;
+        let (per_call, users) =
+            writes::import_users(server.addr, &target_realm, 1000, settings.seconds).await;
+        let (target, verdict) = match backend {
+            Backend::Postgres => (
+                "≥ 10,000 users/s",
+                Verdict::of(users >= 10_000.0 && per_call.failed == 0),
+            ),
+            Backend::Sqlite => ("(context)", Verdict::Info),
+        };
+        report.add(Row {
+            what: "ImportUsers, 1,000 users per call, one realm".into(),
+            backend: name,
+            measured: format!(
+                "{users:.0} users/s; per call p50 {:.0} ms, p99 {:.0} ms{}",
+                per_call.p50_ms,
+                per_call.p99_ms,
+                if per_call.failed > 0 {
+                    format!(", {} failed", per_call.failed)
+                } else {
+                    String::new()
+                }
+            ),
+            reference: "—".into(),
+            ratio: "—".into(),
+            target,
+            verdict,
         });
     }
 

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod eligibility;
 pub mod email;
 pub mod governance;
+pub mod import;
 pub mod leaf;
 pub mod merkle;
 pub mod names;

@@ -8,11 +8,12 @@ use super::convert::{
     request_id, user_to_proto, user_type_from_proto, user_type_to_proto,
 };
 use super::page_token;
+use crate::domain::import::check_batch_size;
 use crate::domain::page::PageSize;
 use crate::domain::{DisplayName, Email};
 use crate::error::{Error, Violations};
 use crate::proto::v1::{self as pb, admin_service_server::AdminService};
-use crate::service::{Caller, NewUser, Services};
+use crate::service::{Caller, NewUser, Services, UserImport, UserToImport};
 
 pub struct AdminApi {
     services: Services,
@@ -42,6 +43,32 @@ fn user_and_portal(user_id: &str, portal_id: &str) -> Result<(uuid::Uuid, uuid::
     let portal = v.check("portal_id", parse_uuid(portal_id));
     v.finish()?;
     Ok((user.expect("checked"), portal.expect("checked")))
+}
+
+/// ImportUsers' rows, each bad field named `users[i].field` (AIP-233).
+fn users_to_import(v: &mut Violations, users: &[pb::UserToImport]) -> Vec<UserToImport> {
+    users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, user)| {
+            let email = v.check(&format!("users[{i}].email"), Email::parse(&user.email));
+            let display_name = v.check(
+                &format!("users[{i}].display_name"),
+                DisplayName::parse(&user.display_name),
+            );
+            let user_type = v.check(
+                &format!("users[{i}].user_type"),
+                user_type_from_proto(user.user_type),
+            );
+            Some(UserToImport {
+                email: email?,
+                display_name: display_name?,
+                user_type: user_type?,
+                invite: user.invite,
+                settings: user.can_access_portal_settings,
+            })
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -76,6 +103,37 @@ impl AdminService for AdminApi {
             .await?;
         Ok(Response::new(pb::CreateUserResponse {
             user: Some(user_to_proto(&user)),
+        }))
+    }
+
+    async fn import_users(
+        &self,
+        request: Request<pb::ImportUsersRequest>,
+    ) -> Result<Response<pb::ImportUsersResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let request_id = request_id(&mut v, &req.request_id, &req, |r| r.request_id.clear());
+        let portal_id = v.check("portal_id", parse_uuid(&req.portal_id));
+        // Rows are read only in a batch of the right size: a million bad
+        // rows are one violation, not a million.
+        let users = v
+            .check("users", check_batch_size(req.users.len()))
+            .map(|()| users_to_import(&mut v, &req.users));
+        v.finish()?;
+        let users = self
+            .services
+            .import_users(
+                &caller,
+                UserImport {
+                    portal_id: portal_id.expect("checked"),
+                    users: users.expect("checked"),
+                },
+                request_id,
+            )
+            .await?;
+        Ok(Response::new(pb::ImportUsersResponse {
+            users: users.iter().map(user_to_proto).collect(),
         }))
     }
 

@@ -19,6 +19,7 @@ use RpcEffect::{Changes, Reads};
 /// Every RPC of the three services, by full method path.
 pub const RPC_EFFECTS: &[(&str, RpcEffect)] = &[
     ("/portal_access.v1.AdminService/CreateUser", Changes),
+    ("/portal_access.v1.AdminService/ImportUsers", Changes),
     ("/portal_access.v1.AdminService/GetUser", Reads),
     ("/portal_access.v1.AdminService/ListUsers", Reads),
     ("/portal_access.v1.AdminService/SetUserType", Changes),

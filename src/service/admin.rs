@@ -40,7 +40,7 @@ pub struct UserPage {
     pub next: Option<Uuid>,
 }
 
-fn facts(realm: &Realm) -> RealmFacts {
+pub(super) fn facts(realm: &Realm) -> RealmFacts {
     RealmFacts {
         top_level_portal_id: realm.top_level_portal_id,
     }
@@ -96,24 +96,14 @@ impl Services {
         tx.insert_account(&account).await?;
         tx.insert_membership(realm.id, account.id, membership, now)
             .await?;
-        let event_action = if new.user_type == UserType::Admin {
-            action::ADMIN_CREATED
-        } else {
-            action::USER_CREATED
-        };
-        tx.record(
-            NewAuditEvent::security(realm.id, event_action, Actor::from(caller.principal()))
-                .in_portal(portal.id)
-                .target("account", account.id)
-                .detail("user_type", new.user_type.as_str())
-                .detail(
-                    "top_level",
-                    portal.is_top_level() && new.user_type == UserType::Admin,
-                )
-                .detail("can_access_portal_settings", decision.settings_access)
-                .detail("channel", acting.grantor().channel().as_str())
-                .detail("invite", new.invite),
-        );
+        tx.record(created_event(
+            caller,
+            &acting,
+            &portal,
+            &account,
+            new.user_type,
+            new.invite,
+        ));
         if let Some(key) = &key {
             tx.remember(key, &account.id.to_string()).await?;
         }
@@ -457,6 +447,41 @@ impl Services {
         user.memberships.retain(|m| seen.contains(&m.portal_id));
         user
     }
+}
+
+/// The event of a new account (A5, A10): `admin.created` or
+/// `user.created`, with the channel it came through.
+pub(super) fn created_event(
+    caller: &Caller,
+    acting: &Acting,
+    portal: &crate::domain::portal::Portal,
+    account: &Account,
+    user_type: UserType,
+    invite: bool,
+) -> NewAuditEvent {
+    let event_action = if user_type == UserType::Admin {
+        action::ADMIN_CREATED
+    } else {
+        action::USER_CREATED
+    };
+    NewAuditEvent::security(
+        account.realm_id,
+        event_action,
+        Actor::from(caller.principal()),
+    )
+    .in_portal(portal.id)
+    .target("account", account.id)
+    .detail("user_type", user_type.as_str())
+    .detail(
+        "top_level",
+        portal.is_top_level() && user_type == UserType::Admin,
+    )
+    .detail(
+        "can_access_portal_settings",
+        account.can_access_portal_settings,
+    )
+    .detail("channel", acting.grantor().channel().as_str())
+    .detail("invite", invite)
 }
 
 /// A16: refuses a change that would leave the realm without a full

@@ -9,6 +9,7 @@ mod audit_tail;
 mod caller;
 mod checks;
 mod evidence;
+mod import;
 mod portals;
 mod support;
 mod support_actions;
@@ -22,6 +23,7 @@ pub use audit_tail::SharedEvent;
 pub use caller::Caller;
 pub use checks::EffectivePermissions;
 pub use evidence::{InclusionProof, LogSigner, SignedCheckpoint};
+pub use import::{UserImport, UserToImport};
 pub use portals::{PortalPage, PortalView, RealmCreated};
 pub use support::{
     AccessResult, AccessStatus, AllowTerms, Allowed, Approved, EndTarget, Ended, LogPage,

@@ -12,7 +12,7 @@ use crate::domain::clock::{from_micros, to_micros};
 use crate::domain::{Account, Membership, Standing, SupportWindow, UserType};
 use crate::error::{Error, Reason, Result};
 
-fn account_from(row: account::Model) -> Account {
+pub(super) fn account_from(row: account::Model) -> Account {
     Account {
         id: row.id,
         realm_id: row.realm_id,

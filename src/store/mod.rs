@@ -8,11 +8,17 @@
 //! decides on. Per-realm invariants (A16, K2, S5) are therefore decided by
 //! one transaction at a time per realm, across every replica, and never by
 //! an in-process mutex.
+//!
+//! W2: on SQLite, writers of this process also queue for the one write lock
+//! in arrival order (`writer_queue`) before `BEGIN IMMEDIATE`, rather than
+//! sleeping in SQLite's busy handler. The queue only orders this process's
+//! writers; what they may do is still decided by the database.
 
 mod accounts;
 mod api_keys;
 mod audit;
 mod backup;
+mod commit_pause;
 // `#[sea_orm::model]` also generates a `ModelEx` per table, unused where we
 // load no related models.
 #[allow(dead_code)]
@@ -20,12 +26,14 @@ mod entity;
 mod errors;
 mod governance;
 mod idempotency;
+mod import;
 mod migration;
 mod portals;
 mod raw;
 mod read_cache;
 mod support;
 pub(crate) mod tree;
+mod writer_queue;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +48,8 @@ use sea_orm::{
 use tokio::sync::watch;
 
 pub use audit::{AuditFilter, EventPosition};
+#[doc(hidden)]
+pub use commit_pause::CommitPause;
 pub use idempotency::IdempotencyKey;
 pub use portals::PortalPosition;
 pub use read_cache::MAX_AGE as CACHE_MAX_AGE;
@@ -72,7 +82,14 @@ pub struct Store {
     /// benchmark's A/B; a realm written without it catches up at its next
     /// append with it (as after a release without the tree).
     evidence_tree: bool,
+    /// W2: SQLite's writers of this process, in arrival order.
+    writers: writer_queue::WriterQueue,
+    commit_pause: Arc<commit_pause::CommitPauseSlot>,
 }
+
+/// How long SQLite's busy handler waits for another process's write, and
+/// how long a writer waits for its turn in this process (W2).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether the database answered the last periodic check. While it does
 /// not, calls are refused at once instead of each waiting out a connection
@@ -113,7 +130,7 @@ impl Store {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(10))
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
             });
             Backend::Sqlite
@@ -133,6 +150,8 @@ impl Store {
             reachable: Reachability(Arc::new(AtomicBool::new(true))),
             cache: Arc::default(),
             evidence_tree: true,
+            writers: writer_queue::WriterQueue::default(),
+            commit_pause: Arc::default(),
         })
     }
 
@@ -182,8 +201,13 @@ impl Store {
         self.db.ping().await.is_ok()
     }
 
-    /// Starts a write transaction; `now` stamps its audit events.
+    /// Starts a write transaction; `now` stamps its audit events. On SQLite
+    /// it first waits for this writer's turn (W2).
     pub async fn begin_write(&self, now: DateTime<Utc>) -> Result<WriteTx> {
+        let turn = match self.backend {
+            Backend::Sqlite => Some(self.writers.take_turn(SQLITE_BUSY_TIMEOUT).await?),
+            Backend::Postgres => None,
+        };
         let options = TransactionOptions {
             sqlite_transaction_mode: (self.backend == Backend::Sqlite)
                 .then_some(SqliteTransactionMode::Immediate),
@@ -203,7 +227,16 @@ impl Store {
             committed: self.committed.clone(),
             cache: self.cache.clone(),
             evidence_tree: self.evidence_tree,
+            commit_pause: self.commit_pause.clone(),
+            _turn: turn,
         })
+    }
+
+    /// Test-only: sets (or clears) the pause between numbering a write's
+    /// audit events and committing it (see `commit_pause`).
+    #[doc(hidden)]
+    pub fn set_commit_pause(&self, pause: Option<CommitPause>) {
+        self.commit_pause.set(pause);
     }
 
     /// Watches the highest audit sequence known committed.
@@ -293,6 +326,10 @@ pub struct WriteTx {
     committed: watch::Sender<i64>,
     cache: Arc<read_cache::ReadCache>,
     evidence_tree: bool,
+    commit_pause: Arc<commit_pause::CommitPauseSlot>,
+    /// W2: held until commit, rollback or drop; declared after `tx` so a
+    /// dropped transaction starts its rollback before the next writer goes.
+    _turn: Option<writer_queue::WriterTurn>,
 }
 
 impl WriteTx {
@@ -321,6 +358,11 @@ impl WriteTx {
             self.evidence_tree,
         )
         .await?;
+        if !appended.is_empty()
+            && let Some(pause) = self.commit_pause.get()
+        {
+            pause(appended.iter().map(|e| e.sequence).collect()).await;
+        }
         self.tx.commit().await.map_err(db_error)?;
         // Before the call answers: the next read on this replica is fresh.
         for realm_id in state_changed {

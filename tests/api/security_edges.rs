@@ -324,6 +324,23 @@ async fn every_rpc(app: &TestApp, token: &str, id: &str) -> Vec<(&'static str, (
             ),
         ),
         (
+            "ImportUsers",
+            answer(
+                a.clone()
+                    .import_users(t!(pb::ImportUsersRequest {
+                        portal_id: id.clone(),
+                        users: vec![pb::UserToImport {
+                            email: "o@x.io".into(),
+                            display_name: "O".into(),
+                            user_type: pb::UserType::Learner as i32,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }))
+                    .await,
+            ),
+        ),
+        (
             "GetUser",
             answer(
                 a.clone()

@@ -1,0 +1,141 @@
+//! Audited writes that are not batched by the server (W1, W3): `CreateUser`
+//! spread over many realms against the same load aimed at one realm, and
+//! `ImportUsers` of 1,000 users per call into one realm. h2load repeats one
+//! request body, and these need a new email on every call, so they are
+//! driven by tonic clients, closed loop, one HTTP/2 connection each.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use portal_access::proto::v1 as pb;
+use portal_access::proto::v1::admin_service_client::AdminServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::seed::{Realm, with_token};
+
+/// Calls made in a closed loop, and their latencies.
+pub struct Calls {
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub failed: usize,
+}
+
+async fn connection(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .expect("connect to the bench server")
+}
+
+fn summarize(mut latencies: Vec<f64>, failed: usize, elapsed: Duration) -> Calls {
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Calls {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        failed,
+    }
+}
+
+/// `clients` closed-loop clients calling CreateUser for `seconds`, client
+/// `i` in `realms[i % realms.len()]`. `run` keeps emails of runs apart.
+pub async fn create_users(
+    addr: SocketAddr,
+    realms: &[Realm],
+    clients: usize,
+    seconds: Duration,
+    run: &str,
+) -> Calls {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let realm = &realms[client % realms.len()];
+        let (token, portal) = (realm.admin_token.clone(), realm.top_portal_id.clone());
+        let channel = connection(addr).await;
+        let run = run.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut admins = AdminServiceClient::new(channel);
+            let (mut latencies, mut failed) = (Vec::new(), 0);
+            let mut n = 0;
+            while started.elapsed() < seconds {
+                let request = pb::CreateUserRequest {
+                    request_id: String::new(),
+                    portal_id: portal.clone(),
+                    email: format!("{run}-{client}-{n}@bench.example"),
+                    display_name: "Learner".into(),
+                    user_type: pb::UserType::Learner as i32,
+                    invite: false,
+                    can_access_portal_settings: None,
+                };
+                n += 1;
+                let call = Instant::now();
+                match admins.create_user(with_token(request, &token)).await {
+                    Ok(_) => latencies.push(call.elapsed().as_secs_f64() * 1000.0),
+                    Err(_) => failed += 1,
+                }
+            }
+            (latencies, failed)
+        }));
+    }
+    let (mut latencies, mut failed) = (Vec::new(), 0);
+    for task in tasks {
+        let (l, f) = task.await.unwrap();
+        latencies.extend(l);
+        failed += f;
+    }
+    summarize(latencies, failed, started.elapsed())
+}
+
+/// One client importing batches of `batch` learners into `realm` for
+/// `seconds`; `per_second` counts users, the latencies are per call.
+pub async fn import_users(
+    addr: SocketAddr,
+    realm: &Realm,
+    batch: usize,
+    seconds: Duration,
+) -> (Calls, f64) {
+    let mut admins = AdminServiceClient::new(connection(addr).await);
+    let started = Instant::now();
+    let (mut latencies, mut failed) = (Vec::new(), 0);
+    let mut call = 0;
+    while started.elapsed() < seconds {
+        let users = (0..batch)
+            .map(|i| pb::UserToImport {
+                email: format!("import-{call}-{i}@bench.example"),
+                display_name: "Learner".into(),
+                user_type: pb::UserType::Learner as i32,
+                invite: false,
+                can_access_portal_settings: None,
+            })
+            .collect();
+        call += 1;
+        let request = pb::ImportUsersRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            portal_id: realm.top_portal_id.clone(),
+            users,
+        };
+        let sent = Instant::now();
+        match admins
+            .import_users(with_token(request, &realm.admin_token))
+            .await
+        {
+            Ok(_) => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
+            Err(status) => {
+                eprintln!("ImportUsers failed: {status:?}");
+                failed += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let users_per_second = (latencies.len() * batch) as f64 / elapsed.as_secs_f64();
+    (summarize(latencies, failed, elapsed), users_per_second)
+}

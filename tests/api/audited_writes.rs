@@ -1,0 +1,290 @@
+//! Audited writes at scale (W1-W3) and the L2 guarantees they must keep,
+//! through gRPC.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pb::stream_audit_events_request::Start;
+use pb::support_access_service_client::SupportAccessServiceClient;
+use portal_access::proto::v1 as pb;
+use portal_access::store::{AuditFilter, CommitPause, EventPosition};
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tonic::transport::Channel;
+
+use crate::both_databases;
+use crate::helpers::*;
+use crate::people::*;
+
+/// Every committed event's sequence, all realms, from the table.
+async fn all_sequences(app: &TestApp) -> Vec<i64> {
+    let mut all = Vec::new();
+    let mut last = 0;
+    loop {
+        let page = app
+            .services()
+            .store()
+            .audit_events(&AuditFilter::default(), EventPosition::After(last), 1000)
+            .await
+            .unwrap();
+        let Some(tail) = page.last() else { return all };
+        last = tail.sequence;
+        all.extend(page.iter().map(|e| e.sequence));
+    }
+}
+
+/// How far the probe stream has got.
+#[derive(Debug, Clone, Copy, Default)]
+struct StreamPosition {
+    delivered: u64,
+    highest: i64,
+}
+
+/// What one all-realm reader was given.
+struct Reading {
+    sequences: Vec<i64>,
+    reconnects: usize,
+}
+
+/// Follows every realm's events from the beginning until it stands at
+/// `done`'s sequence. With `reconnect_after`, it drops the stream after a
+/// random number of events in that range and resumes from its cursor.
+async fn read_all_realms(
+    mut client: SupportAccessServiceClient<Channel>,
+    token: String,
+    mut done: watch::Receiver<Option<i64>>,
+    reconnect_after: Option<std::ops::Range<usize>>,
+    position: Option<watch::Sender<StreamPosition>>,
+) -> Reading {
+    let mut sequences: Vec<i64> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut stands_at = 0;
+    let mut reconnects = 0;
+    loop {
+        let start = cursor
+            .clone()
+            .map_or(Start::FromBeginning(true), Start::AfterCursor);
+        let mut stream = client
+            .stream_audit_events(with_token(
+                pb::StreamAuditEventsRequest {
+                    realm_id: String::new(),
+                    portal_ids: vec![],
+                    categories: vec![],
+                    start: Some(start),
+                },
+                &token,
+            ))
+            .await
+            .expect("open stream")
+            .into_inner();
+        let mut budget = reconnect_after
+            .clone()
+            .map(|range| rand::rng().random_range(range));
+        while budget != Some(0) {
+            let message = tokio::select! {
+                m = stream.message() => Some(m.expect("stream ok").expect("stream open")),
+                _ = done.changed() => None,
+            };
+            if let Some(message) = message {
+                if let Some(event) = message.event {
+                    sequences.push(event.sequence);
+                    stands_at = stands_at.max(event.sequence);
+                    cursor = Some(event.cursor);
+                    budget = budget.map(|b| b - 1);
+                    if let Some(position) = &position {
+                        position.send_modify(|p| {
+                            p.delivered += 1;
+                            p.highest = p.highest.max(event.sequence);
+                        });
+                    }
+                } else if let Some(progress) = message.progress {
+                    stands_at = stands_at.max(progress.sequence);
+                }
+            }
+            if done.borrow().is_some_and(|last| stands_at >= last) {
+                return Reading {
+                    sequences,
+                    reconnects,
+                };
+            }
+        }
+        reconnects += 1;
+    }
+}
+
+/// Gaps, duplicates, events out of order and events not in the table,
+/// against the table's final content; printed for the record.
+fn flaws(who: &str, reading: &Reading, expected: &[i64]) -> (usize, usize, usize, usize) {
+    let expected_set: HashSet<i64> = expected.iter().copied().collect();
+    let received = &reading.sequences;
+    let unique: HashSet<i64> = received.iter().copied().collect();
+    let gaps = expected_set.difference(&unique).count();
+    let duplicates = received.len() - unique.len();
+    let out_of_order = received.windows(2).filter(|p| p[0] >= p[1]).count();
+    let foreign = unique.difference(&expected_set).count();
+    println!(
+        "{who}: {} of {} events over {} reconnects: {gaps} gaps, {duplicates} duplicates, \
+         {out_of_order} out of order, {foreign} not in the table",
+        received.len(),
+        expected.len(),
+        reading.reconnects
+    );
+    (gaps, duplicates, out_of_order, foreign)
+}
+
+const REALMS: usize = 4;
+const USERS_PER_REALM: usize = 150;
+/// One audited commit in this many is held at the pause point.
+const HOLD_EVERY: usize = 25;
+/// A held commit goes on once the live stream has passed it, or after this.
+const HOLD_AT_MOST: Duration = Duration::from_millis(300);
+
+both_databases! {
+    /// L2's outbox trap with the server's own transactions: audited
+    /// CreateUser calls in several realms overlap for real, because some
+    /// commits are held at the write path's pause point (after their events
+    /// are numbered, before COMMIT) until a live all-realm stream has been
+    /// given an event numbered after them, or for at most 300 ms. A design
+    /// that lets a later-numbered event commit first makes the stream pass
+    /// the held one: a gap. Readers reconnecting at random from their cursor
+    /// must end with exactly the table's content, in order.
+    async fn l2_overlapping_audited_writes_in_many_realms_reach_every_reader_without_gap(app) {
+        let mut realms = Vec::new();
+        for r in 0..REALMS {
+            realms.push(app.create_realm(&format!("l2-realm-{r}")).await);
+        }
+        let reader = app.service(&["audit.read"]);
+        let (done_tx, done_rx) = watch::channel(None::<i64>);
+        let (position_tx, position_rx) = watch::channel(StreamPosition::default());
+
+        let mut readers = JoinSet::new();
+        let probe = tokio::spawn(read_all_realms(app.support(), reader.clone(), done_rx.clone(), None, Some(position_tx)));
+        for _ in 0..3 {
+            readers.spawn(read_all_realms(app.support(), reader.clone(), done_rx.clone(), Some(1..120), None));
+        }
+        // Every reader is following before the writes start.
+        let mut started = position_rx.clone();
+        tokio::time::timeout(Duration::from_secs(30), started.wait_for(|p| p.delivered >= REALMS as u64))
+            .await
+            .expect("the probe replays the realms' creation")
+            .unwrap();
+
+        let (held, overtaken) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let commits = Arc::new(AtomicUsize::new(0));
+        let pause: CommitPause = {
+            let (held, overtaken, commits) = (held.clone(), overtaken.clone(), commits.clone());
+            Arc::new(move |sequences: Vec<i64>| {
+                let n = commits.fetch_add(1, Ordering::Relaxed);
+                let (held, overtaken, mut position) = (held.clone(), overtaken.clone(), position_rx.clone());
+                Box::pin(async move {
+                    if n % HOLD_EVERY != HOLD_EVERY / 2 {
+                        return;
+                    }
+                    held.fetch_add(1, Ordering::Relaxed);
+                    let before = *position.borrow_and_update();
+                    let own = sequences.iter().max().copied();
+                    let passed = tokio::time::timeout(
+                        HOLD_AT_MOST,
+                        position.wait_for(|p| p.delivered > before.delivered && own.is_none_or(|own| p.highest > own)),
+                    )
+                    .await;
+                    if matches!(passed, Ok(Ok(_))) {
+                        overtaken.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+        };
+        app.services().store().set_commit_pause(Some(pause));
+
+        let mut writers = JoinSet::new();
+        for (r, realm) in realms.iter().enumerate() {
+            let (mut admins, token, portal) = (app.admins(), realm.admin_token.clone(), realm.top_portal_id.clone());
+            writers.spawn(async move {
+                for n in 0..USERS_PER_REALM {
+                    let email = format!("user-{n}@realm-{r}.example");
+                    admins
+                        .create_user(with_token(learner_request(&portal, &email, "Learner"), &token))
+                        .await
+                        .expect("create user");
+                }
+            });
+        }
+        while let Some(writer) = writers.join_next().await {
+            writer.unwrap();
+        }
+        app.services().store().set_commit_pause(None);
+        println!(
+            "{} audited commits, {} held at the pause point, {} of them passed by the live stream",
+            commits.load(Ordering::Relaxed),
+            held.load(Ordering::Relaxed),
+            overtaken.load(Ordering::Relaxed)
+        );
+        assert_eq!(app.count("accounts").await, (REALMS * (USERS_PER_REALM + 1)) as i64);
+
+        let expected = all_sequences(app).await;
+        assert!(expected.len() >= REALMS * (USERS_PER_REALM + 1));
+        done_tx.send_replace(expected.last().copied());
+        let bound = Duration::from_secs(60);
+        let mut readings = vec![("live probe", tokio::time::timeout(bound, probe).await.expect("the probe reaches the end").unwrap())];
+        while let Some(reading) = tokio::time::timeout(bound, readers.join_next()).await.expect("readers reach the end") {
+            readings.push(("reconnecting reader", reading.unwrap()));
+        }
+        let found: Vec<_> = readings.iter().map(|(who, r)| flaws(who, r, &expected)).collect();
+        assert!(found.iter().all(|f| *f == (0, 0, 0, 0)), "gaps, duplicates, reordering, foreign: {found:?}");
+        for (who, reading) in &readings {
+            assert_eq!(reading.sequences, expected, "{who}");
+        }
+    }
+}
+
+/// W2: on SQLite, many concurrent audited writes queue for the one writer
+/// in this process and every one of them commits (none fails as busy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w2_concurrent_audited_writes_on_sqlite_all_commit() {
+    let app = spawn_app(Backend::Sqlite)
+        .await
+        .expect("SQLite always runs");
+    const WRITERS: usize = 32;
+    const EACH: usize = 10;
+    let realms = [
+        app.create_realm("w2-one").await,
+        app.create_realm("w2-two").await,
+    ];
+    let before = app.count("audit_events").await;
+    let mut writers = JoinSet::new();
+    for w in 0..WRITERS {
+        let realm = &realms[w % realms.len()];
+        let (mut admins, token, portal) = (
+            app.admins(),
+            realm.admin_token.clone(),
+            realm.top_portal_id.clone(),
+        );
+        writers.spawn(async move {
+            for n in 0..EACH {
+                let email = format!("w{w}-{n}@w2.example");
+                admins
+                    .create_user(with_token(
+                        learner_request(&portal, &email, "Learner"),
+                        &token,
+                    ))
+                    .await
+                    .expect("every queued write commits");
+            }
+        });
+    }
+    while let Some(writer) = writers.join_next().await {
+        writer.unwrap();
+    }
+    assert_eq!(
+        app.count("accounts").await,
+        (realms.len() + WRITERS * EACH) as i64
+    );
+    assert_eq!(
+        app.count("audit_events").await - before,
+        (WRITERS * EACH) as i64
+    );
+    app.stop().await;
+}
