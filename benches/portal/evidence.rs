@@ -10,7 +10,7 @@ use portal_access::domain::leaf::LeafEvent;
 use portal_access::domain::merkle::{self, Hash};
 use portal_access::proto::v1 as pb;
 use portal_access::proto::v1::support_access_service_client::SupportAccessServiceClient;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -83,7 +83,9 @@ pub async fn seed_log(
     let session_from = events.saturating_sub(session_len);
     let base_micros = chrono::Utc::now().timestamp_micros();
     let mut done = 0u64;
-    db.execute_unprepared("BEGIN").await.unwrap();
+    // One transaction on one connection (the pool would scatter BEGIN,
+    // the inserts and COMMIT over several).
+    let tx = db.begin().await.unwrap();
     while done < events {
         let n = (events - done).min(CHUNK as u64);
         let mut rows = Vec::with_capacity(n as usize);
@@ -129,7 +131,7 @@ pub async fn seed_log(
                     .map_or("NULL".into(), |p| p.to_string()),
             ));
         }
-        db.execute_unprepared(&format!(
+        tx.execute_unprepared(&format!(
             "INSERT INTO audit_events (sequence, id, realm_id, portal_id, category, action, \
              actor_kind, actor_id, agent_id, agent_name, target_type, target_id, details, \
              occurred_at, prev_hash, hash, leaf_index, access_request_id, previous_request_leaf) \
@@ -144,7 +146,7 @@ pub async fn seed_log(
                 .iter()
                 .map(|(id, hash)| format!("({r}, {}, '{}')", id.key(), hex::encode(hash)))
                 .collect();
-            db.execute_unprepared(&format!(
+            tx.execute_unprepared(&format!(
                 "INSERT INTO audit_tree_nodes (realm_id, node, hash) VALUES {}",
                 values.join(", ")
             ))
@@ -170,9 +172,9 @@ pub async fn seed_log(
             uuid_literal(backend, session)
         ),
     ] {
-        db.execute_unprepared(&sql).await.unwrap();
+        tx.execute_unprepared(&sql).await.unwrap();
     }
-    db.execute_unprepared("COMMIT").await.unwrap();
+    tx.commit().await.unwrap();
     if backend == Backend::Postgres {
         db.execute_unprepared("ANALYZE").await.unwrap();
     }
