@@ -8,6 +8,9 @@
 //! - `PORTAL_ACCESS_BENCH_SECONDS` (5): length of each load run.
 //! - `PORTAL_ACCESS_BENCH_PORTALS` (10000), `_ACCOUNTS` (1000000): scale.
 //! - `PORTAL_ACCESS_BENCH_EVENTS` (1000000): events in the evidence realm.
+//! - `PORTAL_ACCESS_BENCH_BASELINE`: another build's `portal-access` binary
+//!   (e.g. the last release, built with `--release`); `CheckPermission` is
+//!   then also measured on it, same run, same database.
 //! - `PORTAL_ACCESS_BENCH_ONLY`: some of
 //!   `check,write,create,import,allow,stream,evidence,scale`.
 
@@ -191,8 +194,8 @@ async fn bench_backend(backend: Backend, settings: &Settings, report: &mut Repor
             let ratio = measured.rps / reference.rps;
             let (target, verdict) = if connections == 16 {
                 (
-                    "≥ 0.8× Health/Check; p99 ≤ 5 ms",
-                    Verdict::of(ratio >= 0.8 && measured.p99_ms <= 5.0 && measured.failed == 0),
+                    "≥ 0.9× Health/Check; p99 ≤ 5 ms",
+                    Verdict::of(ratio >= 0.9 && measured.p99_ms <= 5.0 && measured.failed == 0),
                 )
             } else {
                 ("(context)", Verdict::Info)
@@ -207,6 +210,15 @@ async fn bench_backend(backend: Backend, settings: &Settings, report: &mut Repor
                 verdict,
             });
         }
+    }
+
+    if settings.runs("check")
+        && let Ok(baseline) = std::env::var("PORTAL_ACCESS_BENCH_BASELINE")
+    {
+        bench_check_against_baseline(
+            &baseline, &db, &server, &checker, &check, settings, report, name,
+        )
+        .await;
     }
 
     let agent = seed::agent(&server, "Bench Agent");
@@ -750,5 +762,64 @@ async fn bench_evidence(
         ratio: "—".into(),
         target: "≤ 1 s",
         verdict: Verdict::of(median <= 1000.0),
+    });
+}
+
+/// CheckPermission of this build beside another build's (the baseline) on
+/// the same database in the same run, alternated, best of three each: did
+/// a change slow the hot path down?
+#[allow(clippy::too_many_arguments)]
+async fn bench_check_against_baseline(
+    baseline: &str,
+    db: &BenchDb,
+    server: &Server,
+    token: &str,
+    check: &pb::CheckPermissionRequest,
+    settings: &Settings,
+    report: &mut Report,
+    name: &'static str,
+) {
+    let other = Server::start_binary(std::path::Path::new(baseline), &db.url, &[]).await;
+    let call = |addr| Call {
+        addr,
+        path: "/portal_access.v1.AdminService/CheckPermission",
+        token: Some(token),
+        body: frame(check),
+    };
+    let mut best = (0.0f64, 0.0f64);
+    let mut loads = (None, None);
+    for _ in 0..3 {
+        let ours = h2load::run(&call(server.addr), 16, settings.seconds);
+        let theirs = h2load::run(&call(other.addr), 16, settings.seconds);
+        if ours.rps > best.0 {
+            best.0 = ours.rps;
+            loads.0 = Some(ours);
+        }
+        if theirs.rps > best.1 {
+            best.1 = theirs.rps;
+            loads.1 = Some(theirs);
+        }
+    }
+    other.stop().await;
+    let (ours, theirs) = (loads.0.unwrap(), loads.1.unwrap());
+    let label = std::path::Path::new(baseline)
+        .components()
+        .rev()
+        .find_map(|c| {
+            let c = c.as_os_str().to_string_lossy();
+            c.starts_with('v').then(|| c.into_owned())
+        })
+        .unwrap_or_else(|| "baseline".into());
+    let ratio = ours.rps / theirs.rps;
+    report.add(Row {
+        what: format!(
+            "CheckPermission, 16 connections, this build vs {label} (best of 3, alternated)"
+        ),
+        backend: name,
+        measured: rps(&ours),
+        reference: format!("{label} {}", rps(&theirs)),
+        ratio: x(ratio),
+        target: "not slower (≥ 0.95×, within noise)",
+        verdict: Verdict::of(ratio >= 0.95 && ours.failed == 0),
     });
 }

@@ -114,7 +114,22 @@ pub struct Server {
 
 impl Server {
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_portal-access"));
+        Self::start_binary(
+            std::path::Path::new(env!("CARGO_BIN_EXE_portal-access")),
+            database_url,
+            env,
+        )
+        .await
+    }
+
+    /// Another build of the server (a baseline to compare with) on the
+    /// same database.
+    pub async fn start_binary(
+        binary: &std::path::Path,
+        database_url: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut command = Command::new(binary);
         command
             .env("PORTAL_ACCESS_LISTEN", "127.0.0.1:0")
             .env("DATABASE_URL", database_url)

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Services;
-use crate::domain::audit::Actor;
 use crate::domain::governance::GrantPhase;
 use crate::domain::portal::Portal;
 use crate::domain::{Principal, Standing};
@@ -100,7 +99,7 @@ impl Services {
         }
         // G6: the temporary admin's first call claims a first-use grant.
         let standing = self
-            .claim_on_first_use(standing, Actor::from(&principal), "call")
+            .claim_on_first_use(standing, &principal, "call")
             .await?;
         support_window_open(&standing, self.now())?;
         Ok(Caller::Account {

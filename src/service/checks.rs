@@ -165,11 +165,7 @@ impl Services {
         // G6: the first check about a temporary admin claims its first-use
         // grant; every other standing passes through without a read.
         let standing = self
-            .claim_on_first_use(
-                standing,
-                crate::domain::audit::Actor::from(caller.principal()),
-                "check_permission",
-            )
+            .claim_on_first_use(standing, caller.principal(), "check_permission")
             .await?;
         let now = self.now();
         Ok(EffectivePermissions {

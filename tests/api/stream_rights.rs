@@ -196,28 +196,46 @@ async fn l8_a_stream_on_another_replica_ends_within_the_cache_bound() {
     for loss in [Loss::Demoted, Loss::Deleted] {
         right_lost_under_an_open_stream(&b, &a, loss).await;
     }
+    token_expires_under_an_open_stream(&a, &b, "l8-exp-b").await;
     b.stop().await;
     a.stop().await;
 }
 
+/// A stream opened on `reader` with a token two seconds from its `exp`
+/// ends when it expires, with the cursor.
+async fn token_expires_under_an_open_stream(writer: &TestApp, reader: &TestApp, name: &str) {
+    let world = world_named(writer, name).await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut claims = writer.claims("account", world.realm.admin_id.parse().unwrap());
+    claims.realm = Some(world.realm.realm_id.clone());
+    claims.channel = Some("interactive".into());
+    claims.exp = now + 2;
+    let expires = UNIX_EPOCH + Duration::from_secs(claims.exp);
+    let mut stream = open(
+        reader,
+        &writer.sign(&claims),
+        &world.realm.realm_id,
+        Start::FromBeginning(true),
+    )
+    .await
+    .expect("valid for two more seconds");
+    until_caught_up(&mut stream).await;
+    let (_, status) = until_ended(&mut stream).await;
+    assert!(
+        SystemTime::now() >= expires,
+        "ended before the token expired"
+    );
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(reason(&status), "TOKEN_EXPIRED");
+    cursor_of(&status);
+}
+
 both_databases! {
     async fn l8_a_stream_ends_when_its_token_expires(app) {
-        let world = world(app).await;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let mut claims = app.claims("account", world.realm.admin_id.parse().unwrap());
-        claims.realm = Some(world.realm.realm_id.clone());
-        claims.channel = Some("interactive".into());
-        claims.exp = now + 2;
-        let expires = UNIX_EPOCH + Duration::from_secs(claims.exp);
-        let mut stream = open(app, &app.sign(&claims), &world.realm.realm_id, Start::FromBeginning(true))
-            .await
-            .expect("valid for two more seconds");
-        until_caught_up(&mut stream).await;
-        let (_, status) = until_ended(&mut stream).await;
-        assert!(SystemTime::now() >= expires, "ended before the token expired");
-        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-        assert_eq!(reason(&status), "TOKEN_EXPIRED");
-        cursor_of(&status);
+        token_expires_under_an_open_stream(app, app, "l8-exp").await;
     }
 }
 

@@ -23,15 +23,20 @@ impl Services {
     pub(crate) async fn claim_on_first_use(
         &self,
         standing: Standing,
-        used_by: Actor,
+        used_by: &crate::domain::Principal,
         how: &str,
     ) -> Result<Standing> {
         let now = self.now();
         let Some(grant_id) = standing.unclaimed_support_grant(now) else {
             return Ok(standing);
         };
-        self.claim_grant(standing.account.realm_id, grant_id, used_by, how)
-            .await?;
+        self.claim_grant(
+            standing.account.realm_id,
+            grant_id,
+            Actor::from(used_by),
+            how,
+        )
+        .await?;
         Ok(self
             .store
             .fresh_standing(standing.account.realm_id, standing.account.id)
