@@ -104,23 +104,13 @@ pub(super) async fn append(
     }
     // E5: where each session's chain of events stands.
     let sessions: BTreeSet<Uuid> = events.iter().filter_map(|e| e.access_request_id).collect();
-    let mut last_leaf = if sessions.is_empty() || !evidence_tree {
-        HashMap::new()
+    let sessions: Vec<Uuid> = if evidence_tree {
+        sessions.into_iter().collect()
     } else {
-        tree::session_last_leaves(tx, backend, sessions).await?
+        Vec::new()
     };
-
     let count = events.len() as i64;
-    let row = tx
-        .query_one_raw(raw::statement(
-            backend,
-            "UPDATE audit_head SET last_sequence = last_sequence + ? WHERE id = 1 RETURNING last_sequence",
-            vec![Value::from(count)],
-        ))
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| Error::internal("audit_head row missing"))?;
-    let last: i64 = row.try_get_by_index(0).map_err(db_error)?;
+    let (last, mut last_leaf) = number_events(tx, backend, count, &sessions).await?;
     let first = last - count + 1;
 
     let mut appended = Vec::with_capacity(events.len());
@@ -239,6 +229,59 @@ pub(super) async fn append(
         events: appended,
         state_changed,
     })
+}
+
+/// Takes `count` sequence numbers from `audit_head` (held from here to
+/// COMMIT, L2) and reads where each session's chain of leaves stands (E5,
+/// under the realm locks the caller holds). On PostgreSQL one statement
+/// does both, so the evidence log costs audited writes no round trip.
+async fn number_events(
+    tx: &impl ConnectionTrait,
+    backend: Backend,
+    count: i64,
+    sessions: &[Uuid],
+) -> Result<(i64, HashMap<Uuid, Option<u64>>)> {
+    const TAKE: &str = "UPDATE audit_head SET last_sequence = last_sequence + ? WHERE id = 1 RETURNING last_sequence";
+    if backend == Backend::Sqlite || sessions.is_empty() {
+        let last_leaf = if sessions.is_empty() {
+            HashMap::new()
+        } else {
+            tree::session_last_leaves(tx, backend, sessions.iter().copied()).await?
+        };
+        let row = tx
+            .query_one_raw(raw::statement(backend, TAKE, vec![Value::from(count)]))
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::internal("audit_head row missing"))?;
+        return Ok((row.try_get_by_index(0).map_err(db_error)?, last_leaf));
+    }
+    let marks = vec!["?"; sessions.len()].join(", ");
+    let mut values = vec![Value::from(count)];
+    values.extend(sessions.iter().map(|id| Value::from(*id)));
+    let rows = tx
+        .query_all_raw(raw::statement(
+            backend,
+            &format!(
+                "WITH head AS ({TAKE}) SELECT head.last_sequence, r.id, r.last_leaf \
+                 FROM head LEFT JOIN access_requests r ON r.id IN ({marks})"
+            ),
+            values,
+        ))
+        .await
+        .map_err(db_error)?;
+    let first = rows
+        .first()
+        .ok_or_else(|| Error::internal("audit_head row missing"))?;
+    let last: i64 = first.try_get_by_index(0).map_err(db_error)?;
+    let mut last_leaf: HashMap<Uuid, Option<u64>> = sessions.iter().map(|id| (*id, None)).collect();
+    for row in &rows {
+        let id: Option<Uuid> = row.try_get_by_index(1).map_err(db_error)?;
+        let leaf: Option<i64> = row.try_get_by_index(2).map_err(db_error)?;
+        if let Some(id) = id {
+            last_leaf.insert(id, leaf.and_then(|l| u64::try_from(l).ok()));
+        }
+    }
+    Ok((last, last_leaf))
 }
 
 /// What one append leaves on a realm's row.
