@@ -74,7 +74,7 @@ pub async fn seed_log(
     let mut previous = one_i64(
         &db,
         &format!(
-            "SELECT last_leaf FROM access_requests WHERE id = {}",
+            "SELECT MAX(leaf_index) FROM audit_events WHERE access_request_id = {}",
             uuid_literal(backend, session)
         ),
     )
@@ -165,11 +165,6 @@ pub async fn seed_log(
         format!(
             "UPDATE audit_head SET last_sequence = {} WHERE id = 1",
             first_sequence + events as i64 - 1
-        ),
-        format!(
-            "UPDATE access_requests SET last_leaf = {} WHERE id = {}",
-            previous.unwrap(),
-            uuid_literal(backend, session)
         ),
     ] {
         tx.execute_unprepared(&sql).await.unwrap();
