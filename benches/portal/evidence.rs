@@ -74,7 +74,7 @@ pub async fn seed_log(
     let mut previous = one_i64(
         &db,
         &format!(
-            "SELECT MAX(leaf_index) FROM audit_events WHERE access_request_id = {}",
+            "SELECT last_leaf FROM access_requests WHERE id = {}",
             uuid_literal(backend, session)
         ),
     )
@@ -165,6 +165,11 @@ pub async fn seed_log(
         format!(
             "UPDATE audit_head SET last_sequence = {} WHERE id = 1",
             first_sequence + events as i64 - 1
+        ),
+        format!(
+            "UPDATE access_requests SET last_leaf = {} WHERE id = {}",
+            previous.unwrap(),
+            uuid_literal(backend, session)
         ),
     ] {
         tx.execute_unprepared(&sql).await.unwrap();

@@ -173,6 +173,10 @@ pub(super) async fn append(
             log,
         })
         .collect();
+    let sessions: Vec<(Uuid, i64)> = last_leaf
+        .into_iter()
+        .filter_map(|(id, leaf)| Some((id, leaf? as i64)))
+        .collect();
     let insert = audit_event::Entity::insert_many(appended.iter().map(to_row));
     match backend {
         Backend::Postgres => {
@@ -183,6 +187,7 @@ pub(super) async fn append(
                 insert.build(DbBackend::Postgres),
                 &new_heads,
                 &nodes,
+                &sessions,
                 notification(last, &state_changed),
             );
             tx.execute_raw(statement).await.map_err(db_error)?;
@@ -208,6 +213,15 @@ pub(super) async fn append(
             }
             for (realm_id, realm_nodes) in group_nodes(&nodes) {
                 tree::insert_nodes(tx, backend, realm_id, &realm_nodes).await?;
+            }
+            for (id, leaf) in &sessions {
+                tx.execute_raw(raw::statement(
+                    backend,
+                    "UPDATE access_requests SET last_leaf = ? WHERE id = ?",
+                    vec![Value::from(*leaf), Value::from(*id)],
+                ))
+                .await
+                .map_err(db_error)?;
             }
         }
     }
@@ -241,15 +255,15 @@ async fn number_events(
             .ok_or_else(|| Error::internal("audit_head row missing"))?;
         return Ok((row.try_get_by_index(0).map_err(db_error)?, last_leaf));
     }
+    let marks = vec!["?"; sessions.len()].join(", ");
     let mut values = vec![Value::from(count)];
     values.extend(sessions.iter().map(|id| Value::from(*id)));
     let rows = tx
         .query_all_raw(raw::statement(
             backend,
             &format!(
-                "WITH head AS ({TAKE}), sessions AS ({}) \
-                 SELECT head.last_sequence, s.* FROM head LEFT JOIN sessions s ON true",
-                tree::last_leaves_sql(sessions.len())
+                "WITH head AS ({TAKE}) SELECT head.last_sequence, r.id, r.last_leaf \
+                 FROM head LEFT JOIN access_requests r ON r.id IN ({marks})"
             ),
             values,
         ))
@@ -289,12 +303,14 @@ fn group_nodes(nodes: &[(Uuid, i64, String)]) -> BTreeMap<Uuid, Vec<(i64, String
 }
 
 /// One PostgreSQL statement that inserts the events and their tree nodes,
-/// moves the realms' chain and tree heads, and notifies the other replicas (delivered only when the transaction
+/// moves the realms' chain and tree heads and the sessions' last leaves,
+/// and notifies the other replicas (delivered only when the transaction
 /// commits). Data-modifying `WITH` parts always run in full.
 fn finish_append_postgres(
     insert: Statement,
     heads: &[RealmHeads],
     nodes: &[(Uuid, i64, String)],
+    sessions: &[(Uuid, i64)],
     payload: String,
 ) -> Statement {
     let mut values = insert.values.map(|v| v.0).unwrap_or_default();
@@ -337,6 +353,21 @@ fn finish_append_postgres(
             .collect();
         parts.push(format!(
             "nodes AS (INSERT INTO audit_tree_nodes (realm_id, node, hash) VALUES {})",
+            rows.join(", ")
+        ));
+    }
+    if !sessions.is_empty() {
+        let rows: Vec<String> = sessions
+            .iter()
+            .map(|(id, leaf)| {
+                let id = param(Value::from(*id), &mut values);
+                let leaf = param(Value::from(*leaf), &mut values);
+                format!("({id}::uuid, {leaf}::bigint)")
+            })
+            .collect();
+        parts.push(format!(
+            "sessions AS (UPDATE access_requests SET last_leaf = v.leaf \
+             FROM (VALUES {}) AS v(id, leaf) WHERE access_requests.id = v.id)",
             rows.join(", ")
         ));
     }

@@ -8,9 +8,8 @@
 //! which is what makes every proof a handful of reads.
 //!
 //! Back-links (E5): an event of a support session names the session's
-//! access request and the leaf of the session's previous event: the
-//! highest leaf among the session's events (an index seek), read under the
-//! same realm lock, so no other append of the session can interleave.
+//! access request and the leaf of the session's previous event, kept on the
+//! request row (`access_requests.last_leaf`) under the same realm lock.
 //!
 //! Events an older release wrote (during a rolling update, or before this
 //! schema existed) have no leaf yet. Their realm's chain head then differs
@@ -117,15 +116,6 @@ pub(crate) fn place(
     event.leaf_event().expect("just placed").leaf_hash()
 }
 
-/// The SQL of each listed session's last leaf, for `?` placeholders.
-pub(crate) fn last_leaves_sql(sessions: usize) -> String {
-    format!(
-        "SELECT access_request_id, MAX(leaf_index) FROM audit_events \
-         WHERE access_request_id IN ({}) GROUP BY access_request_id",
-        vec!["?"; sessions].join(", ")
-    )
-}
-
 /// The last leaf of each of these sessions (requests of locked realms).
 pub(crate) async fn session_last_leaves(
     db: &impl ConnectionTrait,
@@ -135,10 +125,11 @@ pub(crate) async fn session_last_leaves(
     let ids: Vec<Uuid> = sessions.into_iter().collect();
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
         let rows = db
             .query_all_raw(raw::statement(
                 backend,
-                &last_leaves_sql(chunk.len()),
+                &format!("SELECT id, last_leaf FROM access_requests WHERE id IN ({marks})"),
                 chunk.iter().map(|id| Value::from(*id)).collect(),
             ))
             .await
@@ -149,7 +140,8 @@ pub(crate) async fn session_last_leaves(
             found.insert(id, last.and_then(|l| u64::try_from(l).ok()));
         }
     }
-    // A session without events yet starts its chain here.
+    // A session whose request row is gone (never: requests are kept) or
+    // not yet visible starts a new chain.
     for id in ids {
         found.entry(id).or_insert(None);
     }
@@ -318,6 +310,7 @@ pub(crate) async fn catch_up(
             .map_err(db_error)?;
         }
         insert_nodes(db, backend, realm_id, &nodes).await?;
+        update_session_leaves(db, backend, &last_leaf).await?;
     }
     log.tree_chain_hash = log.chain_hash.clone();
     db.execute_raw(raw::statement(
@@ -332,6 +325,26 @@ pub(crate) async fn catch_up(
     ))
     .await
     .map_err(db_error)?;
+    Ok(())
+}
+
+/// Moves each session's last leaf on.
+pub(crate) async fn update_session_leaves(
+    db: &impl ConnectionTrait,
+    backend: Backend,
+    last_leaf: &HashMap<Uuid, Option<u64>>,
+) -> Result<()> {
+    for (id, leaf) in last_leaf {
+        if let Some(leaf) = leaf {
+            db.execute_raw(raw::statement(
+                backend,
+                "UPDATE access_requests SET last_leaf = ? WHERE id = ?",
+                vec![Value::from(*leaf as i64), Value::from(*id)],
+            ))
+            .await
+            .map_err(db_error)?;
+        }
+    }
     Ok(())
 }
 

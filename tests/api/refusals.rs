@@ -23,12 +23,13 @@ use portal_access::proto::v1 as pb;
 /// Tables and columns that move with the audit log itself; the log is
 /// compared event by event instead.
 const AUDIT_TABLES: [&str; 3] = ["audit_events", "audit_head", "audit_tree_nodes"];
-/// The realms' chain and tree heads (L6, E1).
-const AUDIT_COLUMNS: [&str; 4] = [
+/// The realms' chain and tree heads, and a session's last leaf (E5).
+const AUDIT_COLUMNS: [&str; 5] = [
     "audit_head_hash",
     "tree_size",
     "tree_border",
     "tree_chain_hash",
+    "last_leaf",
 ];
 
 /// Every row of every table but the audit log, as text, by table.

@@ -1,7 +1,6 @@
 //! E1, E3, E5: each realm's events become the leaves of a Merkle tree.
 //! Events gain their leaf index and the support session they belong to
-//! (with the leaf of the session's previous event, found through the
-//! session index below); realms keep their tree's
+//! (with the leaf of the session's previous event); realms keep their tree's
 //! size and right border; complete-subtree hashes are stored for proofs.
 //! Expand only: an older release keeps writing events without leaves, and
 //! the next append of a newer one adds them (`store/tree.rs`). Existing
@@ -27,6 +26,7 @@ CREATE INDEX audit_events_session ON audit_events (access_request_id, leaf_index
 ALTER TABLE realms ADD COLUMN tree_size BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE realms ADD COLUMN tree_border TEXT NOT NULL DEFAULT '';
 ALTER TABLE realms ADD COLUMN tree_chain_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE access_requests ADD COLUMN last_leaf BIGINT;
 CREATE TABLE audit_tree_nodes (
     realm_id {uuid} NOT NULL,
     node BIGINT NOT NULL,
