@@ -59,9 +59,12 @@ async fn until_caught_up(
 async fn until_ended(
     stream: &mut Streaming<pb::StreamAuditEventsResponse>,
 ) -> (Vec<pb::AuditEvent>, tonic::Status) {
+    // One deadline for the whole wait: progress messages keep coming, so a
+    // per-message timeout would wait for ever on a stream that never ends.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut events = Vec::new();
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(30), stream.message())
+        let next = tokio::time::timeout_at(deadline, stream.message())
             .await
             .expect("the stream ends within 30 s");
         match next {

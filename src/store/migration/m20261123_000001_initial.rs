@@ -7,7 +7,7 @@
 //! compare them identically; ids are UUIDs (`uuid` on PostgreSQL, 16-byte
 //! BLOBs on SQLite).
 
-use sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm::ConnectionTrait;
 use sea_orm_migration::prelude::*;
 
 pub struct Migration;
@@ -163,20 +163,7 @@ CREATE TABLE idempotency_keys (
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        let uuid = match db.get_database_backend() {
-            DbBackend::Postgres => "UUID",
-            _ => "BLOB",
-        };
-        for statement in SCHEMA.replace("{uuid}", uuid).split(';') {
-            let statement = statement.trim();
-            let is_only_comments = statement
-                .lines()
-                .all(|l| l.trim().is_empty() || l.trim().starts_with("--"));
-            if !is_only_comments {
-                db.execute_unprepared(statement).await?;
-            }
-        }
-        Ok(())
+        super::run_schema(db, SCHEMA).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -39,18 +39,8 @@ CREATE TABLE audit_tree_nodes (
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        let backend = db.get_database_backend();
-        let uuid = match backend {
-            DbBackend::Postgres => "UUID",
-            _ => "BLOB",
-        };
-        for statement in SCHEMA.replace("{uuid}", uuid).split(';') {
-            let statement = statement.trim();
-            if !statement.is_empty() {
-                db.execute_unprepared(statement).await?;
-            }
-        }
-        let backend = match backend {
+        super::run_schema(db, SCHEMA).await?;
+        let backend = match db.get_database_backend() {
             DbBackend::Postgres => crate::store::Backend::Postgres,
             _ => crate::store::Backend::Sqlite,
         };

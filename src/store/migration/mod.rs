@@ -30,6 +30,24 @@ impl MigratorTrait for Migrator {
     }
 }
 
+/// Runs a migration's SQL: statements separated by `;`, `{uuid}` the
+/// backend's UUID type, comment-only pieces skipped.
+pub(super) async fn run_schema(db: &SchemaManagerConnection<'_>, sql: &str) -> Result<(), DbErr> {
+    let uuid = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => "UUID",
+        _ => "BLOB",
+    };
+    for statement in sql.replace("{uuid}", uuid).split(';') {
+        let is_only_comments = statement
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim().starts_with("--"));
+        if !is_only_comments {
+            db.execute_unprepared(statement.trim()).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Applies this release's pending migrations.
 ///
 /// A database may already hold migrations this release does not know: a
