@@ -16,7 +16,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::config::Config;
+use crate::config::{AuditNumbering, Config};
 use crate::domain::Clock;
 use crate::domain::signed_note::{NoteSigner, VerifierKey};
 use crate::grpc::admin::AdminApi;
@@ -32,7 +32,7 @@ use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::portal_service_server::PortalServiceServer;
 use crate::proto::v1::support_access_service_server::SupportAccessServiceServer;
 use crate::service::{LogSigner, Services, Settings};
-use crate::store::Store;
+use crate::store::{Numbering, Store};
 use crate::token::TokenKeys;
 
 /// Largest request or response message (SPEC §7).
@@ -86,7 +86,11 @@ impl App {
         let store = Store::connect(&config.database_url, config.db_max_connections)
             .await
             .map_err(|e| StartError(format!("database: {}", e.message)))?
-            .with_evidence_tree(config.evidence_tree);
+            .with_evidence_tree(config.evidence_tree)
+            .with_numbering(match config.audit_numbering {
+                AuditNumbering::AfterCommit => Numbering::AfterCommit,
+                AuditNumbering::AtCommit => Numbering::AtCommit,
+            });
         store
             .migrate()
             .await

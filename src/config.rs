@@ -207,6 +207,15 @@ pub struct Config {
     /// Benchmark A/B only: `false` writes events as a release without the evidence tree would (they join the tree at the next append with it on).
     #[arg(long, env = "PORTAL_ACCESS_EVIDENCE_TREE", default_value_t = true, action = clap::ArgAction::Set, hide = true, global = true)]
     pub evidence_tree: bool,
+    /// PostgreSQL only (W1): `after-commit` numbers audit events after they commit, with no row every audited write takes; `at-commit` numbers them under one row held to commit, as v0.2.0 does: use it while v0.2.0 replicas still serve during the rolling update from it, then switch back.
+    #[arg(
+        long,
+        env = "PORTAL_ACCESS_AUDIT_NUMBERING",
+        value_enum,
+        default_value = "after-commit",
+        global = true
+    )]
+    pub audit_numbering: AuditNumbering,
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "PORTAL_ACCESS_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,
@@ -254,6 +263,13 @@ pub struct Config {
         global = true
     )]
     pub health_listen: SocketAddr,
+}
+
+/// When audit events get their platform-wide sequence (W1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditNumbering {
+    AfterCommit,
+    AtCommit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -351,6 +367,7 @@ impl fmt::Debug for Config {
             .field("log_verifier_keys", &self.log_verifier_keys)
             .field("log_origin", &self.log_origin)
             .field("evidence_tree", &self.evidence_tree)
+            .field("audit_numbering", &self.audit_numbering)
             .field(
                 "page_token_secret",
                 &self.page_token_secret.as_ref().map(|_| "****"),

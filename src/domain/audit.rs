@@ -246,9 +246,46 @@ impl NewAuditEvent {
     }
 }
 
+/// Which bytes an event's chain hash covers (L6).
+///
+/// The first form includes the platform-wide `sequence`, so it can only be
+/// computed by a writer that numbers its events before commit. W1 numbers
+/// them after commit; its events use the second form, which leaves the
+/// sequence out (the realm's order is the chain itself). Each event records
+/// its form, so one chain may hold both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChainForm {
+    /// `portal-access/audit/v1`: with the sequence.
+    #[default]
+    WithSequence,
+    /// `portal-access/audit/v2`: without it.
+    WithoutSequence,
+}
+
+impl ChainForm {
+    /// As stored (`audit_events.chain_form`).
+    pub fn as_stored(self) -> i16 {
+        match self {
+            ChainForm::WithSequence => 1,
+            ChainForm::WithoutSequence => 2,
+        }
+    }
+
+    /// An unknown value reads as the second form, whose hash then fails
+    /// verification if it was not.
+    pub fn from_stored(value: i16) -> Self {
+        match value {
+            1 => ChainForm::WithSequence,
+            _ => ChainForm::WithoutSequence,
+        }
+    }
+}
+
 /// A committed event, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
+    /// Its place in the platform-wide order (L2); 0 while a committed event
+    /// waits for the numbering leader (W1), which readers never see.
     pub sequence: i64,
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
@@ -268,6 +305,7 @@ pub struct AuditEvent {
     /// only for an event an older release wrote that has not joined the
     /// tree yet.
     pub leaf: Option<LeafPosition>,
+    pub chain_form: ChainForm,
 }
 
 /// An event's place in the evidence log.
@@ -301,8 +339,13 @@ impl AuditEvent {
             out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
             out.extend_from_slice(bytes);
         };
-        field(b"portal-access/audit/v1");
-        field(self.sequence.to_string().as_bytes());
+        match self.chain_form {
+            ChainForm::WithSequence => {
+                field(b"portal-access/audit/v1");
+                field(self.sequence.to_string().as_bytes());
+            }
+            ChainForm::WithoutSequence => field(b"portal-access/audit/v2"),
+        }
         field(self.id.as_bytes());
         field(to_micros(self.occurred_at).to_string().as_bytes());
         field(self.realm_id.as_bytes());
@@ -452,6 +495,7 @@ mod tests {
             prev_hash: prev_hash.to_owned(),
             hash: String::new(),
             leaf: None,
+            chain_form: ChainForm::WithSequence,
         };
         event.hash = event.expected_hash(prev_hash);
         event
@@ -526,5 +570,35 @@ mod tests {
         b.target_type = "a".to_owned();
         b.target_id = "bc".to_owned();
         assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+    }
+
+    #[test]
+    fn l6_the_second_form_leaves_the_sequence_out_and_the_first_keeps_it() {
+        let mut a = event(1, "");
+        a.chain_form = ChainForm::WithoutSequence;
+        let mut renumbered = a.clone();
+        renumbered.sequence = 9;
+        assert_eq!(a.expected_hash(""), renumbered.expected_hash(""));
+        let mut first = a.clone();
+        first.chain_form = ChainForm::WithSequence;
+        assert_ne!(a.expected_hash(""), first.expected_hash(""));
+        let mut moved = first.clone();
+        moved.sequence = 9;
+        assert_ne!(first.expected_hash(""), moved.expected_hash(""));
+    }
+
+    #[test]
+    fn l6_a_chain_may_hold_both_forms() {
+        let mut events = chain(4);
+        let mut prev = events[1].hash.clone();
+        for event in events.iter_mut().skip(2) {
+            event.chain_form = ChainForm::WithoutSequence;
+            event.prev_hash = prev.clone();
+            event.hash = event.expected_hash(&prev);
+            prev = event.hash.clone();
+        }
+        let mut verifier = ChainVerifier::new();
+        events.iter().for_each(|e| verifier.feed(e));
+        assert!(verifier.finish(&prev).broken.is_none());
     }
 }

@@ -547,6 +547,7 @@ mod tests {
             prev_hash: String::new(),
             hash: String::new(),
             leaf: None,
+            chain_form: Default::default(),
         };
         let leaf = LeafEvent::from_audit(&event, 2, example.access_request_id, Some(1));
         assert_eq!(leaf, example);

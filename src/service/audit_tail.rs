@@ -213,6 +213,7 @@ mod tests {
             details: Default::default(),
             prev_hash: String::new(),
             hash: String::new(),
+            chain_form: Default::default(),
             leaf: None,
         }
     }

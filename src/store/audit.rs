@@ -1,14 +1,18 @@
 //! The append-only audit log (L1, L2, L6).
 //!
-//! Append order: the events' realm rows first (the caller already holds
-//! them locked), then the single `audit_head` row, as the last statements
-//! before COMMIT. Because every audited transaction takes `audit_head` last
-//! and keeps it until it commits, sequence numbers are handed out in commit
-//! order: no transaction can commit sequence 41 after another committed 42,
-//! which is the outbox trap of L2. Readers may therefore tail the table by
-//! `sequence > cursor` and never skip a late commit. The cost is that the
-//! commits of audited writes are serialized; each holds the row only for
-//! its final inserts and the commit itself.
+//! Per realm, order is decided under the realm's lock: the hash chain, the
+//! evidence tree and (on PostgreSQL) the write order of placeholders.
+//!
+//! The platform-wide `sequence` (L2) is given in one of two ways:
+//! - **at commit** (SQLite, and PostgreSQL when configured so for a
+//!   rolling update from v0.2.0): the transaction takes the single
+//!   `audit_head` row last and keeps it until it commits, so sequences
+//!   follow commit order and no transaction commits 41 after another
+//!   committed 42 (the outbox trap). SQLite has one writer anyway.
+//! - **after commit** (PostgreSQL, W1): the transaction takes no row that
+//!   every audited transaction takes; its events commit with placeholders
+//!   and a numbering round numbers them (`sequencer`). Their chain hashes
+//!   use the form without the sequence.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -21,10 +25,12 @@ use uuid::Uuid;
 
 use super::entity::{audit_event, realm};
 use super::errors::db_error;
+use super::sequencer;
 use super::tree::{self, RealmLog};
 use super::{Backend, raw};
 use crate::domain::audit::{
-    Actor, ActorKind, AuditCategory, AuditEvent, LeafPosition, NewAuditEvent, action, chain_hash,
+    Actor, ActorKind, AuditCategory, AuditEvent, ChainForm, LeafPosition, NewAuditEvent, action,
+    chain_hash,
 };
 use crate::domain::clock::{from_micros, to_micros};
 use crate::domain::merkle::Hash;
@@ -67,6 +73,16 @@ pub(super) async fn last_sequence(db: &impl ConnectionTrait, backend: Backend) -
     row.try_get_by_index::<i64>(0).map_err(db_error)
 }
 
+/// When events get their platform-wide `sequence` (W1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbering {
+    /// Under the single `audit_head` row, held to commit: what v0.2.0 does,
+    /// and what SQLite always does.
+    AtCommit,
+    /// By a numbering round after commit (PostgreSQL only).
+    AfterCommit,
+}
+
 pub(super) async fn append(
     tx: &impl ConnectionTrait,
     backend: Backend,
@@ -74,6 +90,7 @@ pub(super) async fn append(
     events: Vec<NewAuditEvent>,
     mut heads: BTreeMap<Uuid, RealmLog>,
     evidence_tree: bool,
+    numbering: Numbering,
 ) -> Result<Appended> {
     if events.is_empty() {
         return Ok(Appended::default());
@@ -110,8 +127,11 @@ pub(super) async fn append(
         Vec::new()
     };
     let count = events.len() as i64;
-    let (last, mut last_leaf) = number_events(tx, backend, count, &sessions).await?;
-    let first = last - count + 1;
+    let (numbers, mut last_leaf) = number_events(tx, backend, numbering, count, &sessions).await?;
+    let chain_form = match numbers {
+        Numbers::From(_) => ChainForm::WithSequence,
+        Numbers::Placeholders(_) => ChainForm::WithoutSequence,
+    };
 
     let mut appended = Vec::with_capacity(events.len());
     let mut state_changed: BTreeSet<Uuid> = BTreeSet::new();
@@ -122,7 +142,7 @@ pub(super) async fn append(
         }
         let log = heads.get_mut(&new.realm_id).expect("every realm locked");
         let mut event = AuditEvent {
-            sequence: first + offset as i64,
+            sequence: numbers.get(offset),
             id: new.id,
             occurred_at: now,
             realm_id: new.realm_id,
@@ -136,6 +156,7 @@ pub(super) async fn append(
             prev_hash: log.chain_hash.clone(),
             hash: String::new(),
             leaf: None,
+            chain_form,
         };
         event.hash = chain_hash(&event.prev_hash, &event.canonical_bytes());
         log.chain_hash = event.hash.clone();
@@ -180,9 +201,14 @@ pub(super) async fn append(
     let insert = audit_event::Entity::insert_many(appended.iter().map(to_row));
     match backend {
         Backend::Postgres => {
-            // The audit_head row is held from the sequence update above to
-            // COMMIT, serializing every audited commit: the rest is one
-            // statement, so the hold is two round trips and the commit.
+            // At commit, the audit_head row is held from the numbering
+            // above to COMMIT: the rest is one statement. After commit, the
+            // notification says only which realms changed (sequence 0: the
+            // numbering round announces the numbers) and wakes the leader.
+            let last = match numbers {
+                Numbers::From(first) => first + count - 1,
+                Numbers::Placeholders(_) => 0,
+            };
             let statement = finish_append_postgres(
                 insert.build(DbBackend::Postgres),
                 &new_heads,
@@ -226,62 +252,128 @@ pub(super) async fn append(
         }
     }
     Ok(Appended {
+        numbered: matches!(numbers, Numbers::From(_)),
         events: appended,
         state_changed,
     })
 }
 
-/// Takes `count` sequence numbers from `audit_head` (held from here to
-/// COMMIT, L2) and reads where each session's chain of leaves stands (E5,
-/// under the realm locks the caller holds). On PostgreSQL one statement
-/// does both, so the evidence log costs audited writes no round trip.
+/// The sequences an append gives its events.
+enum Numbers {
+    /// Consecutive numbers from this one (at commit).
+    From(i64),
+    /// Placeholders in write order, numbered after commit.
+    Placeholders(Vec<i64>),
+}
+
+impl Numbers {
+    fn get(&self, offset: usize) -> i64 {
+        match self {
+            Numbers::From(first) => first + offset as i64,
+            Numbers::Placeholders(placeholders) => placeholders[offset],
+        }
+    }
+}
+
+/// Gives the events their numbers (or placeholders, W1) and reads where
+/// each session's chain of leaves stands (E5, under the realm locks the
+/// caller holds).
 async fn number_events(
     tx: &impl ConnectionTrait,
     backend: Backend,
+    numbering: Numbering,
     count: i64,
     sessions: &[Uuid],
-) -> Result<(i64, HashMap<Uuid, Option<u64>>)> {
-    const TAKE: &str = "UPDATE audit_head SET last_sequence = last_sequence + ? WHERE id = 1 RETURNING last_sequence";
-    if backend == Backend::Sqlite || sessions.is_empty() {
-        let last_leaf = if sessions.is_empty() {
-            HashMap::new()
-        } else {
-            tree::session_last_leaves(tx, backend, sessions.iter().copied()).await?
-        };
-        let row = tx
-            .query_one_raw(raw::statement(backend, TAKE, vec![Value::from(count)]))
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| Error::internal("audit_head row missing"))?;
-        return Ok((row.try_get_by_index(0).map_err(db_error)?, last_leaf));
-    }
-    let marks = vec!["?"; sessions.len()].join(", ");
-    let mut values = vec![Value::from(count)];
-    values.extend(sessions.iter().map(|id| Value::from(*id)));
-    let rows = tx
-        .query_all_raw(raw::statement(
-            backend,
-            &format!(
-                "WITH head AS ({TAKE}) SELECT head.last_sequence, r.id, r.last_leaf \
-                 FROM head LEFT JOIN access_requests r ON r.id IN ({marks})"
-            ),
-            values,
-        ))
-        .await
-        .map_err(db_error)?;
-    let first = rows
-        .first()
-        .ok_or_else(|| Error::internal("audit_head row missing"))?;
-    let last: i64 = first.try_get_by_index(0).map_err(db_error)?;
-    let mut last_leaf: HashMap<Uuid, Option<u64>> = sessions.iter().map(|id| (*id, None)).collect();
-    for row in &rows {
-        let id: Option<Uuid> = row.try_get_by_index(1).map_err(db_error)?;
-        let leaf: Option<i64> = row.try_get_by_index(2).map_err(db_error)?;
-        if let Some(id) = id {
-            last_leaf.insert(id, leaf.and_then(|l| u64::try_from(l).ok()));
+) -> Result<(Numbers, HashMap<Uuid, Option<u64>>)> {
+    match (backend, numbering) {
+        (Backend::Sqlite, _) => {
+            let last_leaf =
+                tree::session_last_leaves(tx, backend, sessions.iter().copied()).await?;
+            let row = tx
+                .query_one_raw(raw::statement(
+                    backend,
+                    "UPDATE audit_head SET last_sequence = last_sequence + ? WHERE id = 1 \
+                     RETURNING last_sequence",
+                    vec![Value::from(count)],
+                ))
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| Error::internal("audit_head row missing"))?;
+            let last: i64 = row.try_get_by_index(0).map_err(db_error)?;
+            Ok((Numbers::From(last - count + 1), last_leaf))
+        }
+        (Backend::Postgres, Numbering::AtCommit) => {
+            let last_leaf =
+                tree::session_last_leaves(tx, backend, sessions.iter().copied()).await?;
+            // Held to COMMIT (L2). Events committed after commit by
+            // replicas numbering that way are numbered first: they precede
+            // ours in their realms' chains.
+            let head = sequencer::lock_fence(tx).await?;
+            let (last, _) = sequencer::number_pending(tx, head, count, false).await?;
+            Ok((Numbers::From(last - count + 1), last_leaf))
+        }
+        (Backend::Postgres, Numbering::AfterCommit) => {
+            // One round trip: the placeholders and the sessions' leaves.
+            let mut sql = "SELECT -nextval('audit_events_pending'), NULL::uuid, NULL::bigint \
+                           FROM generate_series(1, $1)"
+                .to_owned();
+            let mut values = vec![Value::from(count)];
+            if !sessions.is_empty() {
+                let marks: Vec<String> =
+                    (0..sessions.len()).map(|i| format!("${}", i + 2)).collect();
+                sql.push_str(&format!(
+                    " UNION ALL SELECT NULL, id, last_leaf FROM access_requests WHERE id IN ({})",
+                    marks.join(", ")
+                ));
+                values.extend(sessions.iter().map(|id| Value::from(*id)));
+            }
+            let rows = tx
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    sql,
+                    values,
+                ))
+                .await
+                .map_err(db_error)?;
+            let mut placeholders = Vec::with_capacity(count as usize);
+            let mut last_leaf: HashMap<Uuid, Option<u64>> =
+                sessions.iter().map(|id| (*id, None)).collect();
+            for row in &rows {
+                let placeholder: Option<i64> = row.try_get_by_index(0).map_err(db_error)?;
+                if let Some(placeholder) = placeholder {
+                    placeholders.push(placeholder);
+                    continue;
+                }
+                let id: Uuid = row.try_get_by_index(1).map_err(db_error)?;
+                let leaf: Option<i64> = row.try_get_by_index(2).map_err(db_error)?;
+                last_leaf.insert(id, leaf.and_then(|l| u64::try_from(l).ok()));
+            }
+            // Write order is nextval's order: the most negative is the last.
+            placeholders.sort_unstable_by(|a, b| b.cmp(a));
+            Ok((Numbers::Placeholders(placeholders), last_leaf))
         }
     }
-    Ok((last, last_leaf))
+}
+
+/// The current sequences (or placeholders) of events, by id.
+pub(super) async fn sequences_of(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, i64>> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        let rows: Vec<(Uuid, i64)> = audit_event::Entity::find()
+            .select_only()
+            .column(audit_event::Column::Id)
+            .column(audit_event::Column::Sequence)
+            .filter(audit_event::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(db_error)?;
+        found.extend(rows);
+    }
+    Ok(found)
 }
 
 /// What one append leaves on a realm's row.
@@ -384,6 +476,9 @@ fn finish_append_postgres(
 #[derive(Default)]
 pub(super) struct Appended {
     pub events: Vec<AuditEvent>,
+    /// Whether the events carry their sequences (at commit), or
+    /// placeholders until a numbering round (W1).
+    pub numbered: bool,
     /// Realms whose state (not merely their session log) changed.
     pub state_changed: BTreeSet<Uuid>,
 }
@@ -455,12 +550,14 @@ fn to_row(event: &AuditEvent) -> audit_event::ActiveModel {
             .leaf
             .and_then(|l| l.previous_request_leaf)
             .map(|l| l as i64)),
+        chain_form: Set(event.chain_form.as_stored()),
     }
 }
 
 pub(super) fn from_row(row: audit_event::Model) -> AuditEvent {
     AuditEvent {
-        sequence: row.sequence,
+        // A placeholder is not a place in the log (W1).
+        sequence: row.sequence.max(0),
         id: row.id,
         occurred_at: from_micros(row.occurred_at),
         realm_id: row.realm_id,
@@ -483,6 +580,7 @@ pub(super) fn from_row(row: audit_event::Model) -> AuditEvent {
             access_request_id: row.access_request_id,
             previous_request_leaf: row.previous_request_leaf.map(|l| l as u64),
         }),
+        chain_form: ChainForm::from_stored(row.chain_form),
     }
 }
 
@@ -511,7 +609,10 @@ pub(super) async fn events_page(
             if let Some(before) = before {
                 query = query.filter(audit_event::Column::Sequence.lt(before));
             }
-            query.order_by_desc(audit_event::Column::Sequence)
+            // Placeholders (W1) are not in the log yet.
+            query
+                .filter(audit_event::Column::Sequence.gt(0))
+                .order_by_desc(audit_event::Column::Sequence)
         }
     };
     if let Some(realm_id) = filter.realm_id {

@@ -31,6 +31,7 @@ mod migration;
 mod portals;
 mod raw;
 mod read_cache;
+mod sequencer;
 mod support;
 pub(crate) mod tree;
 mod writer_queue;
@@ -47,7 +48,7 @@ use sea_orm::{
 };
 use tokio::sync::watch;
 
-pub use audit::{AuditFilter, EventPosition};
+pub use audit::{AuditFilter, EventPosition, Numbering};
 #[doc(hidden)]
 pub use commit_pause::CommitPause;
 pub use idempotency::IdempotencyKey;
@@ -82,6 +83,9 @@ pub struct Store {
     /// benchmark's A/B; a realm written without it catches up at its next
     /// append with it (as after a release without the tree).
     evidence_tree: bool,
+    /// W1: when audit events get their sequence (always at commit on SQLite).
+    numbering: Numbering,
+    numbering_wake: sequencer::NumberingWake,
     /// W2: SQLite's writers of this process, in arrival order.
     writers: writer_queue::WriterQueue,
     commit_pause: Arc<commit_pause::CommitPauseSlot>,
@@ -150,9 +154,46 @@ impl Store {
             reachable: Reachability(Arc::new(AtomicBool::new(true))),
             cache: Arc::default(),
             evidence_tree: true,
+            numbering: match backend {
+                Backend::Postgres => Numbering::AfterCommit,
+                Backend::Sqlite => Numbering::AtCommit,
+            },
+            numbering_wake: sequencer::NumberingWake::default(),
             writers: writer_queue::WriterQueue::default(),
             commit_pause: Arc::default(),
         })
+    }
+
+    /// W1: numbers audit events at commit under the single `audit_head` row
+    /// (`AtCommit`, for a rolling update from v0.2.0) or after commit
+    /// (`AfterCommit`, PostgreSQL only; SQLite always numbers at commit).
+    pub fn with_numbering(mut self, numbering: Numbering) -> Self {
+        if self.backend == Backend::Postgres {
+            self.numbering = numbering;
+        }
+        self
+    }
+
+    /// How this store numbers audit events.
+    pub fn numbering(&self) -> Numbering {
+        self.numbering
+    }
+
+    /// Numbers every audit event committed so far that waits for its
+    /// number (W1); a no-op when events are numbered at commit. Readers that
+    /// compare the log with a realm's recorded head call it before deciding
+    /// that events are missing.
+    pub async fn number_committed_events(&self) -> Result<()> {
+        if self.numbering == Numbering::AtCommit {
+            return Ok(());
+        }
+        loop {
+            let (head, numbered) = sequencer::round(&self.db).await?;
+            advance(&self.committed, head);
+            if numbered < sequencer::ROUND_LIMIT {
+                return Ok(());
+            }
+        }
     }
 
     /// Turns the evidence tree's maintenance off (benchmark A/B only).
@@ -227,6 +268,9 @@ impl Store {
             committed: self.committed.clone(),
             cache: self.cache.clone(),
             evidence_tree: self.evidence_tree,
+            numbering: self.numbering,
+            numbering_wake: self.numbering_wake.clone(),
+            db: self.db.clone(),
             commit_pause: self.commit_pause.clone(),
             _turn: turn,
         })
@@ -262,7 +306,11 @@ impl Store {
         let url = self.url.clone();
         let committed = self.committed.clone();
         let cache = self.cache.clone();
-        Some(tokio::spawn(async move {
+        let wake = self.numbering_wake.clone();
+        let leader = (self.numbering == Numbering::AfterCommit).then(|| {
+            sequencer::spawn_leader(url.clone(), wake.clone(), committed.clone(), stop.clone())
+        });
+        let listener = tokio::spawn(async move {
             use sea_orm::sqlx::postgres::PgListener;
             loop {
                 let listener = async {
@@ -275,13 +323,11 @@ impl Store {
                             for realm_id in realms {
                                 cache.invalidate(realm_id);
                             }
-                            committed.send_if_modified(|seen| {
-                                let newer = sequence > *seen;
-                                if newer {
-                                    *seen = sequence;
-                                }
-                                newer
-                            });
+                            // Sequence 0: committed, waiting for its number.
+                            if sequence == 0 {
+                                wake.wake();
+                            }
+                            advance(&committed, sequence);
                         }
                     }
                     #[allow(unreachable_code)]
@@ -299,6 +345,12 @@ impl Store {
                     _ = stop.wait_for(|stopped| *stopped) => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
+            }
+        });
+        Some(tokio::spawn(async move {
+            let _ = listener.await;
+            if let Some(leader) = leader {
+                let _ = leader.await;
             }
         }))
     }
@@ -326,6 +378,10 @@ pub struct WriteTx {
     committed: watch::Sender<i64>,
     cache: Arc<read_cache::ReadCache>,
     evidence_tree: bool,
+    numbering: Numbering,
+    numbering_wake: sequencer::NumberingWake,
+    /// For a numbering round of its own, when the leader keeps it waiting.
+    db: DatabaseConnection,
     commit_pause: Arc<commit_pause::CommitPauseSlot>,
     /// W2: held until commit, rollback or drop; declared after `tx` so a
     /// dropped transaction starts its rollback before the next writer goes.
@@ -342,10 +398,13 @@ impl WriteTx {
         self.events.push(event);
     }
 
-    /// Appends the queued events and commits. Returns the committed events.
+    /// Appends the queued events and commits. Returns the committed events,
+    /// with their sequences: numbered after commit (W1), it answers once a
+    /// numbering round has numbered them, so a stream opened next sees them.
     pub async fn commit(self) -> Result<Vec<crate::domain::audit::AuditEvent>> {
         let audit::Appended {
-            events: appended,
+            events: mut appended,
+            numbered,
             state_changed,
         } = audit::append(
             &self.tx,
@@ -356,26 +415,31 @@ impl WriteTx {
                 .into_inner()
                 .unwrap_or_else(|e| e.into_inner()),
             self.evidence_tree,
+            self.numbering,
         )
         .await?;
         if !appended.is_empty()
             && let Some(pause) = self.commit_pause.get()
         {
-            pause(appended.iter().map(|e| e.sequence).collect()).await;
+            let sequences = if numbered {
+                appended.iter().map(|e| e.sequence).collect()
+            } else {
+                Vec::new()
+            };
+            pause(sequences).await;
         }
+        let mut rounds = self.committed.subscribe();
         self.tx.commit().await.map_err(db_error)?;
         // Before the call answers: the next read on this replica is fresh.
         for realm_id in state_changed {
             self.cache.invalidate(realm_id);
         }
-        if let Some(last) = appended.last() {
-            self.committed.send_if_modified(|seen| {
-                let newer = last.sequence > *seen;
-                if newer {
-                    *seen = last.sequence;
-                }
-                newer
-            });
+        if !numbered && !appended.is_empty() {
+            self.numbering_wake.wake();
+            await_numbers(&self.db, &self.committed, &mut rounds, &mut appended).await?;
+        }
+        if let Some(last) = appended.iter().map(|e| e.sequence).max() {
+            advance(&self.committed, last);
         }
         Ok(appended)
     }
@@ -389,5 +453,46 @@ impl WriteTx {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(realm_id, head);
+    }
+}
+
+/// Moves the highest sequence known committed forward (never back).
+fn advance(committed: &watch::Sender<i64>, sequence: i64) {
+    committed.send_if_modified(|seen| {
+        let newer = sequence > *seen;
+        if newer {
+            *seen = sequence;
+        }
+        newer
+    });
+}
+
+/// W1: waits until committed `events` (holding placeholders) are numbered,
+/// and gives them their sequences. Each numbering round moves `committed`
+/// (on the leader's replica directly, on the others by its NOTIFY); a
+/// leader that keeps the writer waiting longer than its patience (dead, or
+/// not yet elected) is not waited for: the writer runs a round itself.
+async fn await_numbers(
+    db: &DatabaseConnection,
+    committed: &watch::Sender<i64>,
+    rounds: &mut watch::Receiver<i64>,
+    events: &mut [crate::domain::audit::AuditEvent],
+) -> Result<()> {
+    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+    loop {
+        match tokio::time::timeout(sequencer::LEADER_PATIENCE, rounds.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                let (head, _) = sequencer::round(db).await?;
+                advance(committed, head);
+            }
+        }
+        let numbers = audit::sequences_of(db, &ids).await?;
+        if numbers.len() == ids.len() && numbers.values().all(|s| *s > 0) {
+            for event in events.iter_mut() {
+                event.sequence = numbers[&event.id];
+            }
+            return Ok(());
+        }
     }
 }

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value,
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -262,7 +263,10 @@ pub(crate) async fn catch_up(
         let rows = audit_event::Entity::find()
             .filter(audit_event::Column::RealmId.eq(realm_id))
             .filter(audit_event::Column::LeafIndex.is_null())
-            .order_by_asc(audit_event::Column::Sequence)
+            // Chain order: numbered events, then placeholders (W1) in write
+            // order (the most negative is the newest).
+            .order_by_asc(Expr::cust("CASE WHEN sequence < 0 THEN 1 ELSE 0 END"))
+            .order_by_asc(Expr::cust("abs(sequence)"))
             .limit(1000)
             .all(db)
             .await
@@ -298,12 +302,12 @@ pub(crate) async fn catch_up(
             db.execute_raw(raw::statement(
                 backend,
                 "UPDATE audit_events SET leaf_index = ?, access_request_id = ?, \
-                 previous_request_leaf = ? WHERE sequence = ?",
+                 previous_request_leaf = ? WHERE id = ?",
                 vec![
                     Value::from(at.leaf_index as i64),
                     Value::from(at.access_request_id),
                     Value::from(at.previous_request_leaf.map(|l| l as i64)),
-                    Value::from(event.sequence),
+                    Value::from(event.id),
                 ],
             ))
             .await
@@ -415,7 +419,7 @@ impl super::Store {
             .conn()
             .query_one_raw(raw::statement(
                 self.backend,
-                "SELECT MAX(leaf_index) FROM audit_events WHERE realm_id = ? AND sequence <= ?",
+                "SELECT MAX(leaf_index) FROM audit_events WHERE realm_id = ? AND sequence > 0 AND sequence <= ?",
                 vec![Value::from(realm_id), Value::from(sequence)],
             ))
             .await

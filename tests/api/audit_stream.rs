@@ -472,6 +472,7 @@ async fn l2_late_commit_is_delivered_in_order_postgres() {
         // Written the way a release without the evidence tree writes: the
         // next append adds it to the realm's tree.
         leaf: None,
+        chain_form: Default::default(),
     };
     event.hash = event.expected_hash(&head);
     t1.execute_raw(Statement::from_string(pg, format!(

@@ -61,7 +61,9 @@ async fn previous_and_new_release_serve_one_postgres_database() {
         migrate.status.success(),
         "the new release's migrations apply"
     );
-    let new = ServerProcess::start(&url, &[]).await;
+    // While v0.2.0 serves, the new release numbers audit events at commit
+    // as v0.2.0 does (docs/operations.md, "Upgrading from v0.2.0").
+    let new = ServerProcess::start(&url, &[("PORTAL_ACCESS_AUDIT_NUMBERING", "at-commit")]).await;
     let old_api = old.client(Backend::Postgres, &url).await;
     let new_api = new.client(Backend::Postgres, &url).await;
     assert_serving(&old_api).await;
@@ -159,7 +161,34 @@ async fn previous_and_new_release_serve_one_postgres_database() {
     assert_serving(&old_api).await;
     assert_serving(&new_api).await;
 
-    drop((old_api, new_api, old, new));
+    // After the rollout: v0.2.0 is gone and replicas switch to numbering
+    // after commit one by one (W1). While both modes serve, writes through
+    // each land in one chain and one stream order.
+    drop((old_api, old));
+    let after = ServerProcess::start(&url, &[]).await;
+    let after_api = after.client(Backend::Postgres, &url).await;
+    let mut on_after = stream(&after_api, &realm, Start::FromBeginning(true)).await;
+    let mut last = String::new();
+    for n in 0..6 {
+        let api = if n % 2 == 0 { &after_api } else { &new_api };
+        last = api
+            .create_sub_portal(&realm, &format!("switch-{n}"))
+            .await
+            .portal_id;
+    }
+    let everything = events_until(&mut on_after, &last).await;
+    let numbers = sequences(&everything);
+    assert!(
+        numbers.windows(2).all(|p| p[0] < p[1]),
+        "one order: {numbers:?}"
+    );
+    for api in [&new_api, &after_api] {
+        let verified = crate::faults::verify_realm(api, &realm).await;
+        assert!(verified.intact, "the chain of both numbering modes holds");
+        assert_eq!(verified.event_count as usize, everything.len());
+    }
+
+    drop((new_api, after_api, new, after));
     db.remove().await;
 }
 

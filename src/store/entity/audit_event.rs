@@ -6,6 +6,9 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "audit_events")]
 pub struct Model {
+    /// L2's platform-wide order. On PostgreSQL with numbering after commit
+    /// (W1) a committed event first holds a negative placeholder, unique and
+    /// in write order, until the numbering leader gives it its number.
     #[sea_orm(primary_key, auto_increment = false)]
     pub sequence: i64,
     pub id: Uuid,
@@ -32,6 +35,8 @@ pub struct Model {
     pub access_request_id: Option<Uuid>,
     /// E5: the leaf of the previous event of the same session.
     pub previous_request_leaf: Option<i64>,
+    /// L6: which bytes `hash` covers (`ChainForm`).
+    pub chain_form: i16,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

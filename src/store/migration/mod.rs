@@ -15,6 +15,7 @@ mod m20261123_000001_initial;
 mod m20261123_000002_support_lookups;
 mod m20261201_000001_evidence_tree;
 mod m20261201_000002_governance;
+mod m20261201_000003_numbering;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_support_lookups::Migration),
             Box::new(m20261201_000001_evidence_tree::Migration),
             Box::new(m20261201_000002_governance::Migration),
+            Box::new(m20261201_000003_numbering::Migration),
         ]
     }
 }

@@ -1,0 +1,214 @@
+//! W1 on PostgreSQL: the platform-wide order is given after commit.
+//!
+//! Writers insert their events with a negative placeholder (unique, from
+//! the `audit_events_pending` sequence, descending in write order) under
+//! their realm's lock only, and commit without touching any row that every
+//! audited transaction takes. A **numbering round** then, in one short
+//! transaction:
+//!
+//! 1. locks the fence row (`audit_head … FOR UPDATE`): rounds run one at a
+//!    time, whoever runs them;
+//! 2. in a fresh statement (which sees every commit before the lock was
+//!    granted), gives the committed placeholders the next numbers in write
+//!    order, moves `audit_head` and notifies the replicas.
+//!
+//! Only committed events are visible to a round and rounds are serial, so
+//! numbers become visible in increasing order: a reader of `sequence >
+//! cursor` never skips an event (L2). Within a realm, write order is chain
+//! order (the placeholder is taken under the realm's lock), so each realm's
+//! events keep their chain's order in the global one.
+//!
+//! Rounds are run by the **numbering leader**, the replica whose dedicated
+//! connection holds a session advisory lock; the others try to take it every
+//! second. The fence, not the lock, is what makes numbering correct: two
+//! replicas that both believe they lead only queue on the fence, and the
+//! second finds nothing left to number. So a writer whose events wait too
+//! long (a leader that died without its session ending yet) runs a round
+//! itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+    TransactionTrait, Value,
+};
+use tokio::sync::{Notify, watch};
+
+use super::audit::NOTIFY_CHANNEL;
+use super::errors::db_error;
+use crate::error::{Error, Result};
+
+/// Key of the leader's session advisory lock (per database).
+const LEADER_LOCK: i64 = 7_261_002;
+
+/// Events numbered per round at most; a round that fills it is followed by
+/// another at once.
+pub(super) const ROUND_LIMIT: i64 = 10_000;
+
+/// How often a follower tries to become the leader, and how often the
+/// leader looks for events nobody woke it for.
+const TICK: Duration = Duration::from_secs(1);
+
+/// How long a writer waits for the leader before numbering its own events.
+pub(super) const LEADER_PATIENCE: Duration = Duration::from_millis(250);
+
+/// Numbers committed placeholders after `head`, in write order, and moves
+/// `audit_head` past them and `extra` more numbers (an at-commit writer's
+/// own events). The caller holds the fence row (see [`lock_fence`]).
+/// Returns the new head and how many placeholders were numbered; with
+/// `notify`, replicas are told the new head when something was numbered.
+pub(super) async fn number_pending(
+    tx: &impl ConnectionTrait,
+    head: i64,
+    extra: i64,
+    notify: bool,
+) -> Result<(i64, i64)> {
+    let sql = "WITH pending AS ( \
+           SELECT sequence AS placeholder, row_number() OVER (ORDER BY sequence DESC) AS n \
+           FROM audit_events WHERE sequence < 0 ORDER BY sequence DESC LIMIT $2), \
+         numbered AS ( \
+           UPDATE audit_events e SET sequence = $1 + p.n FROM pending p \
+           WHERE e.sequence = p.placeholder RETURNING 1), \
+         counted AS (SELECT count(*) AS n FROM numbered), \
+         head AS ( \
+           UPDATE audit_head SET last_sequence = $1 + (SELECT n FROM counted) + $3 \
+           WHERE id = 1 AND (SELECT n FROM counted) + $3 > 0 RETURNING last_sequence), \
+         told AS ( \
+           SELECT pg_notify($4, (SELECT last_sequence FROM head)::text || ':') \
+           FROM counted WHERE counted.n > 0 AND $5) \
+         SELECT coalesce((SELECT last_sequence FROM head), $1), \
+                (SELECT n FROM counted), (SELECT count(*) FROM told)";
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [
+                Value::from(head),
+                Value::from(ROUND_LIMIT),
+                Value::from(extra),
+                Value::from(NOTIFY_CHANNEL),
+                Value::from(notify),
+            ],
+        ))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::internal("numbering round returned nothing"))?;
+    let last: i64 = row.try_get_by_index(0).map_err(db_error)?;
+    let numbered: i64 = row.try_get_by_index(1).map_err(db_error)?;
+    Ok((last, numbered))
+}
+
+/// Takes the fence row for the rest of the transaction; returns the head.
+pub(super) async fn lock_fence(tx: &impl ConnectionTrait) -> Result<i64> {
+    let row = tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT last_sequence FROM audit_head WHERE id = 1 FOR UPDATE",
+        ))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::internal("audit_head row missing"))?;
+    row.try_get_by_index(0).map_err(db_error)
+}
+
+/// One numbering round on `db`: numbers every committed placeholder (up to
+/// [`ROUND_LIMIT`]) and tells the replicas. Returns the new head and how
+/// many were numbered.
+pub(super) async fn round(db: &DatabaseConnection) -> Result<(i64, i64)> {
+    let tx = db.begin().await.map_err(db_error)?;
+    let head = lock_fence(&tx).await?;
+    let result = number_pending(&tx, head, 0, true).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(result)
+}
+
+/// Wakes the numbering task: a writer of this replica committed, or
+/// another replica's did (its NOTIFY).
+#[derive(Clone, Default)]
+pub(super) struct NumberingWake(Arc<Notify>);
+
+impl NumberingWake {
+    pub(super) fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Runs this replica's numbering task until `stop`: tries to lead, and
+/// while it leads, runs a round whenever woken (and every [`TICK`]).
+pub(super) fn spawn_leader(
+    url: String,
+    wake: NumberingWake,
+    committed: watch::Sender<i64>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let led = tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => return,
+                result = lead(&url, &wake, &committed) => result,
+            };
+            if let Err(err) = led {
+                tracing::warn!(error = %err, "audit numbering connection lost; trying again");
+            }
+            tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => return,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    })
+}
+
+/// One connection's life: follow until the lock is free, then lead until
+/// an error. The lock belongs to the connection's session, so it ends with
+/// the connection (or the process).
+async fn lead(url: &str, wake: &NumberingWake, committed: &watch::Sender<i64>) -> Result<()> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    // One long-lived session: the advisory lock is the session's.
+    options
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    let db = Database::connect(options).await.map_err(db_error)?;
+    let outcome = async {
+        loop {
+            let row = db
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_try_advisory_lock($1)",
+                    [Value::from(LEADER_LOCK)],
+                ))
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| Error::internal("pg_try_advisory_lock returned nothing"))?;
+            if row.try_get_by_index::<bool>(0).map_err(db_error)? {
+                break;
+            }
+            let _ = tokio::time::timeout(TICK, wake.0.notified()).await;
+        }
+        tracing::info!("this replica leads the audit numbering (W1)");
+        loop {
+            let (head, numbered) = round(&db).await?;
+            if numbered > 0 {
+                // Streams and waiting writers of this replica need not
+                // wait for the NOTIFY's trip.
+                committed.send_if_modified(|seen| {
+                    let newer = head > *seen;
+                    if newer {
+                        *seen = head;
+                    }
+                    newer
+                });
+            }
+            if numbered < ROUND_LIMIT {
+                let _ = tokio::time::timeout(TICK, wake.0.notified()).await;
+            }
+        }
+    }
+    .await;
+    let _ = db.close().await;
+    outcome
+}
