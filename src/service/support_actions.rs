@@ -19,7 +19,7 @@ use crate::domain::portal::Portal;
 use crate::domain::principal::SupportAgent;
 use crate::domain::support::SupportAction;
 use crate::error::{Error, Reason, Result};
-use crate::store::Store;
+use crate::store::{Committed, Store};
 
 /// Actions one transaction holds at most.
 const MAX_BATCH: usize = 256;
@@ -81,6 +81,14 @@ impl SupportActionWriter {
     }
 }
 
+/// What became of one action of a batch: an event of the batch's
+/// transaction (by its position among the recorded ones), or a repeat of
+/// an earlier one.
+enum Outcome {
+    Recorded(usize),
+    Repeated(Uuid),
+}
+
 async fn write_batch(store: &Store, clock: &dyn Clock, batch: Vec<PendingAction>) {
     let now = clock.now();
     let mut tx = match store.begin_write(now).await {
@@ -102,10 +110,6 @@ async fn write_batch(store: &Store, clock: &dyn Clock, batch: Vec<PendingAction>
     // Each action either becomes an event in this transaction (by its
     // position among the recorded ones), repeats an earlier one, or is
     // refused.
-    enum Outcome {
-        Recorded(usize),
-        Repeated(Uuid),
-    }
     let mut waiting: Vec<(oneshot::Sender<Result<AuditEvent>>, Outcome)> = Vec::new();
     let mut recorded = 0;
     for pending in batch {
@@ -167,7 +171,22 @@ async fn write_batch(store: &Store, clock: &dyn Clock, batch: Vec<PendingAction>
         waiting.push((pending.reply, Outcome::Recorded(recorded)));
         recorded += 1;
     }
-    let events = match tx.commit().await {
+    let committed = match tx.commit_durably().await {
+        Ok(committed) => committed,
+        Err(err) => return fail_waiting(waiting, &err),
+    };
+    // The next batch need not wait for this one's numbers (W1).
+    let store = store.clone();
+    tokio::spawn(async move { answer(&store, committed, waiting).await });
+}
+
+/// Answers a committed batch's callers once its events are numbered.
+async fn answer(
+    store: &Store,
+    committed: Committed,
+    waiting: Vec<(oneshot::Sender<Result<AuditEvent>>, Outcome)>,
+) {
+    let events = match committed.numbered().await {
         Ok(events) => events,
         Err(err) => return fail_waiting(waiting, &err),
     };

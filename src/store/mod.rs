@@ -402,8 +402,15 @@ impl WriteTx {
     /// with their sequences: numbered after commit (W1), it answers once a
     /// numbering round has numbered them, so a stream opened next sees them.
     pub async fn commit(self) -> Result<Vec<crate::domain::audit::AuditEvent>> {
+        self.commit_durably().await?.numbered().await
+    }
+
+    /// Appends the queued events and commits, without waiting for their
+    /// numbers (W1): for a writer that starts its next transaction while
+    /// the last one's callers wait for [`Committed::numbered`].
+    pub async fn commit_durably(self) -> Result<Committed> {
         let audit::Appended {
-            events: mut appended,
+            events,
             numbered,
             state_changed,
         } = audit::append(
@@ -418,30 +425,31 @@ impl WriteTx {
             self.numbering,
         )
         .await?;
-        if !appended.is_empty()
+        if !events.is_empty()
             && let Some(pause) = self.commit_pause.get()
         {
             let sequences = if numbered {
-                appended.iter().map(|e| e.sequence).collect()
+                events.iter().map(|e| e.sequence).collect()
             } else {
                 Vec::new()
             };
             pause(sequences).await;
         }
-        let mut rounds = self.committed.subscribe();
+        let rounds = self.committed.subscribe();
         self.tx.commit().await.map_err(db_error)?;
         // Before the call answers: the next read on this replica is fresh.
         for realm_id in state_changed {
             self.cache.invalidate(realm_id);
         }
-        if !numbered && !appended.is_empty() {
+        let waiting = (!numbered && !events.is_empty()).then(|| {
             self.numbering_wake.wake();
-            await_numbers(&self.db, &self.committed, &mut rounds, &mut appended).await?;
-        }
-        if let Some(last) = appended.iter().map(|e| e.sequence).max() {
-            advance(&self.committed, last);
-        }
-        Ok(appended)
+            (self.db, rounds)
+        });
+        Ok(Committed {
+            events,
+            committed: self.committed,
+            waiting,
+        })
     }
 
     fn conn(&self) -> &impl ConnectionTrait {
@@ -453,6 +461,29 @@ impl WriteTx {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(realm_id, head);
+    }
+}
+
+/// A committed transaction's audit events, perhaps still waiting for their
+/// numbers (W1).
+pub struct Committed {
+    events: Vec<crate::domain::audit::AuditEvent>,
+    committed: watch::Sender<i64>,
+    /// Set while the events hold placeholders: where to run a round of our
+    /// own, and the rounds seen since just before commit.
+    waiting: Option<(DatabaseConnection, watch::Receiver<i64>)>,
+}
+
+impl Committed {
+    /// The events with their sequences, once numbered.
+    pub async fn numbered(mut self) -> Result<Vec<crate::domain::audit::AuditEvent>> {
+        if let Some((db, mut rounds)) = self.waiting.take() {
+            await_numbers(&db, &self.committed, &mut rounds, &mut self.events).await?;
+        }
+        if let Some(last) = self.events.iter().map(|e| e.sequence).max() {
+            advance(&self.committed, last);
+        }
+        Ok(self.events)
     }
 }
 
