@@ -283,10 +283,16 @@ async fn bench_backend(backend: Backend, settings: &Settings, report: &mut Repor
         for r in 0..16 {
             realms.push(seed::create_realm(&server, &channel, &format!("create-{r}")).await);
         }
+        let pid = server.pid();
         let spread =
-            writes::create_users(server.addr, &realms, 16, settings.seconds, "spread").await;
+            writes::create_users(server.addr, pid, &realms, 16, settings.seconds, "spread").await;
         let one =
-            writes::create_users(server.addr, &realms[..1], 16, settings.seconds, "one").await;
+            writes::create_users(server.addr, pid, &realms[..1], 16, settings.seconds, "one").await;
+        for (run, calls) in [("16 realms", &spread), ("one realm", &one)] {
+            if let Some(cpu) = calls.cpu_us {
+                println!("CreateUser {run} ({name}): {cpu}");
+            }
+        }
         let ratio = spread.per_second / one.per_second;
         let (reference, target, met) = match backend {
             Backend::Postgres => {
@@ -310,7 +316,10 @@ async fn bench_backend(backend: Backend, settings: &Settings, report: &mut Repor
         report.add(Row {
             what: "CreateUser, 16 connections over 16 realms".into(),
             backend: name,
-            measured: calls(&spread),
+            measured: match spread.cpu_us {
+                Some(cpu) => format!("{}; {cpu}", calls(&spread)),
+                None => calls(&spread),
+            },
             reference,
             ratio: x(ratio),
             target,

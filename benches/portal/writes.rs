@@ -19,6 +19,92 @@ pub struct Calls {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub failed: usize,
+    /// CPU per successful call (µs) of the bench client (this process), the
+    /// server and PostgreSQL's processes: what the machine's two shared
+    /// cores were spent on, so the figure can be read as the server's.
+    pub cpu_us: Option<CpuPerCall>,
+}
+
+#[derive(Clone, Copy)]
+pub struct CpuPerCall {
+    pub client: f64,
+    pub server: f64,
+    pub postgres: f64,
+}
+
+impl std::fmt::Display for CpuPerCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU/call: client {:.0} µs, server {:.0} µs, postgres {:.0} µs",
+            self.client, self.server, self.postgres
+        )
+    }
+}
+
+/// CPU ticks (user + system) of every process named `comm`, or of `pid`.
+fn cpu_ticks(select: impl Fn(u32, &str) -> bool) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …": fields after the comm's closing paren.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !select(pid, &stat[open + 1..close]) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line.
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        total += ticks(11) + ticks(12);
+    }
+    total
+}
+
+/// A snapshot of the three CPU counters.
+struct CpuMark {
+    client: u64,
+    server: u64,
+    postgres: u64,
+}
+
+impl CpuMark {
+    fn now(server_pid: u32) -> CpuMark {
+        let me = std::process::id();
+        CpuMark {
+            client: cpu_ticks(|pid, _| pid == me),
+            server: cpu_ticks(|pid, _| pid == server_pid),
+            postgres: cpu_ticks(|_, comm| comm == "postgres"),
+        }
+    }
+
+    fn per_call(&self, later: &CpuMark, calls: usize) -> CpuPerCall {
+        // Linux reports CPU time in ticks of 1/100 s.
+        let us = |a: u64, b: u64| (b.saturating_sub(a)) as f64 * 10_000.0 / calls.max(1) as f64;
+        CpuPerCall {
+            client: us(self.client, later.client),
+            server: us(self.server, later.server),
+            postgres: us(self.postgres, later.postgres),
+        }
+    }
 }
 
 async fn connection(addr: SocketAddr) -> Channel {
@@ -43,6 +129,7 @@ fn summarize(mut latencies: Vec<f64>, failed: usize, elapsed: Duration) -> Calls
         p50_ms: at(0.50),
         p99_ms: at(0.99),
         failed,
+        cpu_us: None,
     }
 }
 
@@ -50,17 +137,23 @@ fn summarize(mut latencies: Vec<f64>, failed: usize, elapsed: Duration) -> Calls
 /// `i` in `realms[i % realms.len()]`. `run` keeps emails of runs apart.
 pub async fn create_users(
     addr: SocketAddr,
+    server_pid: u32,
     realms: &[Realm],
     clients: usize,
     seconds: Duration,
     run: &str,
 ) -> Calls {
+    let mut channels = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        channels.push(connection(addr).await);
+    }
+    let before = CpuMark::now(server_pid);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..clients {
         let realm = &realms[client % realms.len()];
         let (token, portal) = (realm.admin_token.clone(), realm.top_portal_id.clone());
-        let channel = connection(addr).await;
+        let channel = channels[client].clone();
         let run = run.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut admins = AdminServiceClient::new(channel);
@@ -92,7 +185,11 @@ pub async fn create_users(
         latencies.extend(l);
         failed += f;
     }
-    summarize(latencies, failed, started.elapsed())
+    let elapsed = started.elapsed();
+    let cpu = before.per_call(&CpuMark::now(server_pid), latencies.len());
+    let mut calls = summarize(latencies, failed, elapsed);
+    calls.cpu_us = Some(cpu);
+    calls
 }
 
 /// One client importing batches of `batch` learners into `realm` for

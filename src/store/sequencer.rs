@@ -58,44 +58,71 @@ pub(super) const LEADER_PATIENCE: Duration = Duration::from_millis(250);
 /// own events). The caller holds the fence row (see [`lock_fence`]).
 /// Returns the new head and how many placeholders were numbered; with
 /// `notify`, replicas are told the new head when something was numbered.
+///
+/// Two statements: the placeholders (from the primary key's few negative
+/// entries), then the update joined to them as a list, so each row is
+/// found by its key; a join to a subquery let the planner re-scan the
+/// whole batch per row.
 pub(super) async fn number_pending(
     tx: &impl ConnectionTrait,
     head: i64,
     extra: i64,
     notify: bool,
 ) -> Result<(i64, i64)> {
-    let sql = "WITH pending AS ( \
-           SELECT sequence AS placeholder, row_number() OVER (ORDER BY sequence DESC) AS n \
-           FROM audit_events WHERE sequence < 0 ORDER BY sequence DESC LIMIT $2), \
+    let rows = tx
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT sequence FROM audit_events WHERE sequence < 0 ORDER BY sequence DESC LIMIT $1",
+            [Value::from(ROUND_LIMIT)],
+        ))
+        .await
+        .map_err(db_error)?;
+    let placeholders: Vec<String> = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<i64>(0).map(|p| p.to_string()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(db_error)?;
+    let numbered = placeholders.len() as i64;
+    if numbered + extra == 0 {
+        return Ok((head, 0));
+    }
+    let sql = "WITH listed AS ( \
+           SELECT placeholder, n FROM unnest(string_to_array($2, ',')::bigint[]) \
+           WITH ORDINALITY AS v(placeholder, n)), \
          numbered AS ( \
-           UPDATE audit_events e SET sequence = $1 + p.n FROM pending p \
-           WHERE e.sequence = p.placeholder RETURNING 1), \
-         counted AS (SELECT count(*) AS n FROM numbered), \
+           UPDATE audit_events e SET sequence = $1 + listed.n FROM listed \
+           WHERE e.sequence = listed.placeholder RETURNING 1), \
          head AS ( \
-           UPDATE audit_head SET last_sequence = $1 + (SELECT n FROM counted) + $3 \
-           WHERE id = 1 AND (SELECT n FROM counted) + $3 > 0 RETURNING last_sequence), \
+           UPDATE audit_head SET last_sequence = $1 + (SELECT count(*) FROM numbered) + $3 \
+           WHERE id = 1 RETURNING last_sequence), \
          told AS ( \
-           SELECT pg_notify($4, (SELECT last_sequence FROM head)::text || ':') \
-           FROM counted WHERE counted.n > 0 AND $5) \
-         SELECT coalesce((SELECT last_sequence FROM head), $1), \
-                (SELECT n FROM counted), (SELECT count(*) FROM told)";
+           SELECT pg_notify($4, (SELECT last_sequence FROM head)::text || ':') WHERE $5) \
+         SELECT (SELECT last_sequence FROM head), (SELECT count(*) FROM numbered), \
+                (SELECT count(*) FROM told)";
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             sql,
             [
                 Value::from(head),
-                Value::from(ROUND_LIMIT),
+                Value::from(placeholders.join(",")),
                 Value::from(extra),
                 Value::from(NOTIFY_CHANNEL),
-                Value::from(notify),
+                Value::from(notify && numbered > 0),
             ],
         ))
         .await
         .map_err(db_error)?
         .ok_or_else(|| Error::internal("numbering round returned nothing"))?;
     let last: i64 = row.try_get_by_index(0).map_err(db_error)?;
-    let numbered: i64 = row.try_get_by_index(1).map_err(db_error)?;
+    let updated: i64 = row.try_get_by_index(1).map_err(db_error)?;
+    if updated != numbered {
+        // Under the fence nobody else numbers: a mismatch is a bug, and
+        // rolling back keeps the numbers contiguous.
+        return Err(Error::internal(format!(
+            "numbered {updated} of {numbered} placeholders"
+        )));
+    }
     Ok((last, numbered))
 }
 
