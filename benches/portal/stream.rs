@@ -1,5 +1,7 @@
 //! Audit stream fan-out: subscribers on one replica (or another), a writer
 //! at a fixed rate, and the time from an event's commit to its receipt.
+//! The same client measures the real server and its reference, the bare
+//! tonic broadcast server of `broadcast.rs`, which serves the same paths.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -44,6 +46,8 @@ struct CommitTime {
 
 const STREAM_PATH: &str = "/portal_access.v1.SupportAccessService/StreamAuditEvents";
 
+/// Who writes the events: `RecordSupportAction` on `channel`, to the real
+/// server (the token is checked) or to the bare reference (it is ignored).
 pub struct Writer {
     pub channel: Channel,
     pub token: String,
