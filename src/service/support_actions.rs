@@ -107,9 +107,7 @@ async fn write_batch(store: &Store, clock: &dyn Clock, batch: Vec<PendingAction>
         Ok(grants) => grants,
         Err(err) => return fail_all(batch, &err),
     };
-    // Each action either becomes an event in this transaction (by its
-    // position among the recorded ones), repeats an earlier one, or is
-    // refused.
+    // Each action has an `Outcome`, or is refused and answered at once.
     let mut waiting: Vec<(oneshot::Sender<Result<AuditEvent>>, Outcome)> = Vec::new();
     let mut recorded = 0;
     for pending in batch {

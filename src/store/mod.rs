@@ -174,11 +174,6 @@ impl Store {
         self
     }
 
-    /// How this store numbers audit events.
-    pub fn numbering(&self) -> Numbering {
-        self.numbering
-    }
-
     /// Numbers every audit event committed so far that waits for its
     /// number (W1); a no-op when events are numbered at commit. Readers that
     /// compare the log with a realm's recorded head call it before deciding

@@ -168,15 +168,51 @@ async fn previous_and_new_release_serve_one_postgres_database() {
     let after = ServerProcess::start(&url, &[]).await;
     let after_api = after.client(Backend::Postgres, &url).await;
     let mut on_after = stream(&after_api, &realm, Start::FromBeginning(true)).await;
-    let mut last = String::new();
-    for n in 0..6 {
-        let api = if n % 2 == 0 { &after_api } else { &new_api };
-        last = api
-            .create_sub_portal(&realm, &format!("switch-{n}"))
-            .await
-            .portal_id;
+    // Concurrent writers through both, so an at-commit write often finds
+    // the realm's last events still waiting for their numbers.
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 0..24 {
+        let mut portals = if n % 2 == 0 {
+            after_api.portals()
+        } else {
+            new_api.portals()
+        };
+        let request = with_token(
+            pb::CreateSubPortalRequest {
+                request_id: String::new(),
+                realm_id: realm.realm_id.clone(),
+                name: format!("switch {n}"),
+                subdomain: format!("switch-{n}"),
+            },
+            &realm.admin_token,
+        );
+        writes.spawn(async move { portals.create_sub_portal(request).await });
     }
-    let everything = events_until(&mut on_after, &last).await;
+    let mut written = std::collections::HashSet::new();
+    while let Some(created) = writes.join_next().await {
+        let portal = created
+            .unwrap()
+            .expect("create sub-portal")
+            .into_inner()
+            .portal
+            .unwrap();
+        written.insert(portal.portal_id);
+    }
+    let mut everything = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < written.len() {
+        let event = on_after
+            .next()
+            .await
+            .expect("the stream stays open")
+            .expect("stream ok");
+        if let Some(event) = event.event {
+            if written.contains(&event.target_id) {
+                seen.insert(event.target_id.clone());
+            }
+            everything.push(event);
+        }
+    }
     let numbers = sequences(&everything);
     assert!(
         numbers.windows(2).all(|p| p[0] < p[1]),
