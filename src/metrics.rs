@@ -16,7 +16,16 @@ pub struct Metrics {
     pub active_grants: Gauge<u64>,
     /// How long past its expiry the oldest grant ended by a sweep had lapsed.
     pub sweeper_lag: Gauge<f64>,
+    /// Seconds a numbering round of this replica took, fence to commit (W1).
+    pub numbering_round: Histogram<f64>,
+    /// Seconds a write waited after its commit for its events' numbers (W1).
+    pub numbering_wait: Histogram<f64>,
 }
+
+/// Bucket bounds of the database-side histograms, in seconds.
+const SHORT_SECONDS: [f64; 12] = [
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let meter = opentelemetry::global::meter("portal-access");
@@ -46,6 +55,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             .f64_gauge("portal_access.support.sweeper_lag")
             .with_unit("s")
             .with_description("How long the oldest grant a sweep ended had been expired")
+            .build(),
+        numbering_round: meter
+            .f64_histogram("portal_access.audit.numbering_round")
+            .with_unit("s")
+            .with_description("Duration of this replica's audit numbering rounds (W1)")
+            .with_boundaries(SHORT_SECONDS.to_vec())
+            .build(),
+        numbering_wait: meter
+            .f64_histogram("portal_access.audit.numbering_wait")
+            .with_unit("s")
+            .with_description("Time from a write's commit to its audit events' numbers (W1)")
+            .with_boundaries(SHORT_SECONDS.to_vec())
             .build(),
     }
 });

@@ -18,7 +18,8 @@ mod accounts;
 mod api_keys;
 mod audit;
 mod backup;
-mod commit_pause;
+mod number_book;
+mod pause_point;
 // `#[sea_orm::model]` also generates a `ModelEx` per table, unused where we
 // load no related models.
 #[allow(dead_code)]
@@ -49,9 +50,9 @@ use sea_orm::{
 use tokio::sync::watch;
 
 pub use audit::{AuditFilter, EventPosition, Numbering};
-#[doc(hidden)]
-pub use commit_pause::CommitPause;
 pub use idempotency::IdempotencyKey;
+#[doc(hidden)]
+pub use pause_point::PausePoint;
 pub use portals::PortalPosition;
 pub use read_cache::MAX_AGE as CACHE_MAX_AGE;
 pub use support::RequestFilter;
@@ -86,9 +87,11 @@ pub struct Store {
     /// W1: when audit events get their sequence (always at commit on SQLite).
     numbering: Numbering,
     numbering_wake: sequencer::NumberingWake,
+    /// W1: what this replica's numbering rounds share.
+    rounds: sequencer::Rounds,
     /// W2: SQLite's writers of this process, in arrival order.
     writers: writer_queue::WriterQueue,
-    commit_pause: Arc<commit_pause::CommitPauseSlot>,
+    commit_pause: Arc<pause_point::PauseSlot>,
 }
 
 /// How long SQLite's busy handler waits for another process's write, and
@@ -159,6 +162,7 @@ impl Store {
                 Backend::Sqlite => Numbering::AtCommit,
             },
             numbering_wake: sequencer::NumberingWake::default(),
+            rounds: sequencer::Rounds::default(),
             writers: writer_queue::WriterQueue::default(),
             commit_pause: Arc::default(),
         })
@@ -183,7 +187,7 @@ impl Store {
             return Ok(());
         }
         loop {
-            let (head, numbered) = sequencer::round(&self.db).await?;
+            let (head, numbered) = sequencer::round(&self.db, &self.rounds).await?;
             advance(&self.committed, head);
             if numbered < sequencer::ROUND_LIMIT {
                 return Ok(());
@@ -265,6 +269,7 @@ impl Store {
             evidence_tree: self.evidence_tree,
             numbering: self.numbering,
             numbering_wake: self.numbering_wake.clone(),
+            rounds: self.rounds.clone(),
             db: self.db.clone(),
             commit_pause: self.commit_pause.clone(),
             _turn: turn,
@@ -272,10 +277,17 @@ impl Store {
     }
 
     /// Test-only: sets (or clears) the pause between numbering a write's
-    /// audit events and committing it (see `commit_pause`).
+    /// audit events and committing it (see `pause_point`).
     #[doc(hidden)]
-    pub fn set_commit_pause(&self, pause: Option<CommitPause>) {
+    pub fn set_commit_pause(&self, pause: Option<PausePoint>) {
         self.commit_pause.set(pause);
+    }
+
+    /// Test-only: sets (or clears) the pause at the start of each
+    /// numbering round of this replica, before it takes the fence (W1).
+    #[doc(hidden)]
+    pub fn set_round_pause(&self, pause: Option<PausePoint>) {
+        self.rounds.pause.set(pause);
     }
 
     /// Watches the highest audit sequence known committed.
@@ -303,7 +315,13 @@ impl Store {
         let cache = self.cache.clone();
         let wake = self.numbering_wake.clone();
         let leader = (self.numbering == Numbering::AfterCommit).then(|| {
-            sequencer::spawn_leader(url.clone(), wake.clone(), committed.clone(), stop.clone())
+            sequencer::spawn_leader(
+                url.clone(),
+                wake.clone(),
+                self.rounds.clone(),
+                committed.clone(),
+                stop.clone(),
+            )
         });
         let listener = tokio::spawn(async move {
             use sea_orm::sqlx::postgres::PgListener;
@@ -375,9 +393,10 @@ pub struct WriteTx {
     evidence_tree: bool,
     numbering: Numbering,
     numbering_wake: sequencer::NumberingWake,
+    rounds: sequencer::Rounds,
     /// For a numbering round of its own, when the leader keeps it waiting.
     db: DatabaseConnection,
-    commit_pause: Arc<commit_pause::CommitPauseSlot>,
+    commit_pause: Arc<pause_point::PauseSlot>,
     /// W2: held until commit, rollback or drop; declared after `tx` so a
     /// dropped transaction starts its rollback before the next writer goes.
     _turn: Option<writer_queue::WriterTurn>,
@@ -431,14 +450,28 @@ impl WriteTx {
             pause(sequences).await;
         }
         let rounds = self.committed.subscribe();
+        // Before the commit, so that no round of this replica misses them.
+        let expected = (!numbered && !events.is_empty()).then(|| {
+            self.rounds
+                .book
+                .expect(events.iter().map(|e| e.sequence).collect())
+        });
         self.tx.commit().await.map_err(db_error)?;
         // Before the call answers: the next read on this replica is fresh.
         for realm_id in state_changed {
             self.cache.invalidate(realm_id);
         }
-        let waiting = (!numbered && !events.is_empty()).then(|| {
+        let waiting = expected.map(|expected| {
+            let noted = self.rounds.book.rounds_begun();
             self.numbering_wake.wake();
-            (self.db, rounds)
+            Waiting {
+                db: self.db,
+                rounds,
+                round_of_its_own: self.rounds,
+                expected,
+                noted,
+                since: std::time::Instant::now(),
+            }
         });
         Ok(Committed {
             events,
@@ -464,16 +497,32 @@ impl WriteTx {
 pub struct Committed {
     events: Vec<crate::domain::audit::AuditEvent>,
     committed: watch::Sender<i64>,
-    /// Set while the events hold placeholders: where to run a round of our
-    /// own, and the rounds seen since just before commit.
-    waiting: Option<(DatabaseConnection, watch::Receiver<i64>)>,
+    /// Set while the events hold placeholders.
+    waiting: Option<Waiting>,
+}
+
+/// What a committed write waiting for its numbers needs.
+struct Waiting {
+    /// Where to run a round of its own, when the leader keeps it waiting.
+    db: DatabaseConnection,
+    /// The rounds seen since just before commit.
+    rounds: watch::Receiver<i64>,
+    round_of_its_own: sequencer::Rounds,
+    expected: number_book::Expected,
+    /// Rounds of this replica begun by the time of the commit.
+    noted: u64,
+    since: std::time::Instant,
 }
 
 impl Committed {
     /// The events with their sequences, once numbered.
     pub async fn numbered(mut self) -> Result<Vec<crate::domain::audit::AuditEvent>> {
-        if let Some((db, mut rounds)) = self.waiting.take() {
-            await_numbers(&db, &self.committed, &mut rounds, &mut self.events).await?;
+        if let Some(waiting) = self.waiting.take() {
+            let since = waiting.since;
+            await_numbers(waiting, &self.committed, &mut self.events).await?;
+            crate::metrics::Metrics::get()
+                .numbering_wait
+                .record(since.elapsed().as_secs_f64(), &[]);
         }
         if let Some(last) = self.events.iter().map(|e| e.sequence).max() {
             advance(&self.committed, last);
@@ -494,31 +543,51 @@ fn advance(committed: &watch::Sender<i64>, sequence: i64) {
 }
 
 /// W1: waits until committed `events` (holding placeholders) are numbered,
-/// and gives them their sequences. Each numbering round moves `committed`
-/// (on the leader's replica directly, on the others by its NOTIFY); a
-/// leader that keeps the writer waiting longer than its patience (dead, or
-/// not yet elected) is not waited for: the writer runs a round itself.
+/// and gives them their sequences. A round of this replica hands the
+/// numbers over in memory; a round elsewhere moves `committed` through its
+/// NOTIFY, and the numbers are then read from the table. A leader that
+/// keeps the writer waiting longer than its patience (dead, or not yet
+/// elected) is not waited for: the writer runs a round itself.
 async fn await_numbers(
-    db: &DatabaseConnection,
+    mut waiting: Waiting,
     committed: &watch::Sender<i64>,
-    rounds: &mut watch::Receiver<i64>,
     events: &mut [crate::domain::audit::AuditEvent],
 ) -> Result<()> {
-    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+    use number_book::Lookup;
     loop {
-        match tokio::time::timeout(sequencer::LEADER_PATIENCE, rounds.changed()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => {
-                let (head, _) = sequencer::round(db).await?;
+        let round_seen = async {
+            tokio::select! {
+                changed = waiting.rounds.changed() => changed.is_ok(),
+                () = waiting.expected.recorded() => true,
+            }
+        };
+        let lookup = match tokio::time::timeout(sequencer::LEADER_PATIENCE, round_seen).await {
+            Ok(true) => waiting.expected.lookup(waiting.noted),
+            Ok(false) | Err(_) => {
+                let (head, _) = sequencer::round(&waiting.db, &waiting.round_of_its_own).await?;
                 advance(committed, head);
+                match waiting.expected.lookup(waiting.noted) {
+                    Lookup::Numbered(numbers) => Lookup::Numbered(numbers),
+                    // Our own round began after the commit.
+                    Lookup::Wait | Lookup::Read => Lookup::Read,
+                }
             }
-        }
-        let numbers = audit::sequences_of(db, &ids).await?;
-        if numbers.len() == ids.len() && numbers.values().all(|s| *s > 0) {
-            for event in events.iter_mut() {
-                event.sequence = numbers[&event.id];
+        };
+        let numbers = match lookup {
+            Lookup::Numbered(numbers) => numbers,
+            Lookup::Wait => continue,
+            Lookup::Read => {
+                let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+                let found = audit::sequences_of(&waiting.db, &ids).await?;
+                if found.len() != ids.len() || found.values().any(|s| *s <= 0) {
+                    continue;
+                }
+                ids.iter().map(|id| found[id]).collect()
             }
-            return Ok(());
+        };
+        for (event, number) in events.iter_mut().zip(numbers) {
+            event.sequence = number;
         }
+        return Ok(());
     }
 }

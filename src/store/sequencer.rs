@@ -27,7 +27,7 @@
 //! itself.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
@@ -37,7 +37,10 @@ use tokio::sync::{Notify, watch};
 
 use super::audit::NOTIFY_CHANNEL;
 use super::errors::db_error;
+use super::number_book::NumberBook;
+use super::pause_point::PauseSlot;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 /// Key of the leader's session advisory lock (per database).
 const LEADER_LOCK: i64 = 7_261_002;
@@ -56,8 +59,9 @@ pub(super) const LEADER_PATIENCE: Duration = Duration::from_millis(250);
 /// Numbers committed placeholders after `head`, in write order, and moves
 /// `audit_head` past them and `extra` more numbers (an at-commit writer's
 /// own events). The caller holds the fence row (see [`lock_fence`]).
-/// Returns the new head and how many placeholders were numbered; with
-/// `notify`, replicas are told the new head when something was numbered.
+/// Returns the new head and the placeholders numbered (in write order: the
+/// first got `head + 1`); with `notify`, replicas are told the new head
+/// when something was numbered.
 ///
 /// Two statements: the placeholders (from the primary key's few negative
 /// entries), then the update joined to them as a list, so each row is
@@ -68,7 +72,7 @@ pub(super) async fn number_pending(
     head: i64,
     extra: i64,
     notify: bool,
-) -> Result<(i64, i64)> {
+) -> Result<(i64, Vec<i64>)> {
     let rows = tx
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -77,15 +81,16 @@ pub(super) async fn number_pending(
         ))
         .await
         .map_err(db_error)?;
-    let placeholders: Vec<String> = rows
+    let placeholders: Vec<i64> = rows
         .iter()
-        .map(|row| row.try_get_by_index::<i64>(0).map(|p| p.to_string()))
+        .map(|row| row.try_get_by_index::<i64>(0))
         .collect::<std::result::Result<_, _>>()
         .map_err(db_error)?;
     let numbered = placeholders.len() as i64;
     if numbered + extra == 0 {
-        return Ok((head, 0));
+        return Ok((head, placeholders));
     }
+    let listed: Vec<String> = placeholders.iter().map(i64::to_string).collect();
     let sql = "WITH listed AS ( \
            SELECT placeholder, n FROM unnest(string_to_array($2, ',')::bigint[]) \
            WITH ORDINALITY AS v(placeholder, n)), \
@@ -105,7 +110,7 @@ pub(super) async fn number_pending(
             sql,
             [
                 Value::from(head),
-                Value::from(placeholders.join(",")),
+                Value::from(listed.join(",")),
                 Value::from(extra),
                 Value::from(NOTIFY_CHANNEL),
                 Value::from(notify && numbered > 0),
@@ -123,7 +128,7 @@ pub(super) async fn number_pending(
             "numbered {updated} of {numbered} placeholders"
         )));
     }
-    Ok((last, numbered))
+    Ok((last, placeholders))
 }
 
 /// Takes the fence row for the rest of the transaction; returns the head.
@@ -140,14 +145,32 @@ pub(super) async fn lock_fence(tx: &impl ConnectionTrait) -> Result<i64> {
 }
 
 /// One numbering round on `db`: numbers every committed placeholder (up to
-/// [`ROUND_LIMIT`]) and tells the replicas. Returns the new head and how
-/// many were numbered.
-pub(super) async fn round(db: &DatabaseConnection) -> Result<(i64, i64)> {
+/// [`ROUND_LIMIT`]), tells the replicas, and hands the numbers to this
+/// replica's waiting writers. Returns the new head and how many were
+/// numbered.
+pub(super) async fn round(db: &DatabaseConnection, rounds: &Rounds) -> Result<(i64, i64)> {
+    if let Some(pause) = rounds.pause.get() {
+        pause(Vec::new()).await;
+    }
+    let started = Instant::now();
+    let book = &rounds.book;
+    let round = book.begin_round();
     let tx = db.begin().await.map_err(db_error)?;
     let head = lock_fence(&tx).await?;
-    let result = number_pending(&tx, head, 0, true).await?;
+    let (last, numbered) = number_pending(&tx, head, 0, true).await?;
     tx.commit().await.map_err(db_error)?;
-    Ok(result)
+    book.record(round, head, &numbered);
+    Metrics::get()
+        .numbering_round
+        .record(started.elapsed().as_secs_f64(), &[]);
+    Ok((last, numbered.len() as i64))
+}
+
+/// What this replica's rounds share, whoever runs them.
+#[derive(Clone, Default)]
+pub(super) struct Rounds {
+    pub(super) book: Arc<NumberBook>,
+    pub(super) pause: Arc<PauseSlot>,
 }
 
 /// Wakes the numbering task: a writer of this replica committed, or
@@ -166,6 +189,7 @@ impl NumberingWake {
 pub(super) fn spawn_leader(
     url: String,
     wake: NumberingWake,
+    rounds: Rounds,
     committed: watch::Sender<i64>,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -173,8 +197,9 @@ pub(super) fn spawn_leader(
         loop {
             let led = tokio::select! {
                 _ = stop.wait_for(|stopped| *stopped) => return,
-                result = lead(&url, &wake, &committed) => result,
+                result = lead(&url, &wake, &rounds, &committed) => result,
             };
+            rounds.book.set_leading(false);
             if let Err(err) = led {
                 tracing::warn!(error = %err, "audit numbering connection lost; trying again");
             }
@@ -189,7 +214,12 @@ pub(super) fn spawn_leader(
 /// One connection's life: follow until the lock is free, then lead until
 /// an error. The lock belongs to the connection's session, so it ends with
 /// the connection (or the process).
-async fn lead(url: &str, wake: &NumberingWake, committed: &watch::Sender<i64>) -> Result<()> {
+async fn lead(
+    url: &str,
+    wake: &NumberingWake,
+    rounds: &Rounds,
+    committed: &watch::Sender<i64>,
+) -> Result<()> {
     let mut options = ConnectOptions::new(url.to_owned());
     // One long-lived session: the advisory lock is the session's.
     options
@@ -217,8 +247,9 @@ async fn lead(url: &str, wake: &NumberingWake, committed: &watch::Sender<i64>) -
             let _ = tokio::time::timeout(TICK, wake.0.notified()).await;
         }
         tracing::info!("this replica leads the audit numbering (W1)");
+        rounds.book.set_leading(true);
         loop {
-            let (head, numbered) = round(&db).await?;
+            let (head, numbered) = round(&db, rounds).await?;
             if numbered > 0 {
                 // Streams and waiting writers of this replica need not
                 // wait for the NOTIFY's trip.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use pb::stream_audit_events_request::Start;
 use pb::support_access_service_client::SupportAccessServiceClient;
 use portal_access::proto::v1 as pb;
-use portal_access::store::CommitPause;
+use portal_access::store::PausePoint;
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -34,6 +34,20 @@ async fn all_sequences(app: &TestApp) -> Vec<i64> {
     rows.iter()
         .map(|row| row.try_get_by_index::<i64>(0).unwrap())
         .collect()
+}
+
+/// Committed events still waiting for their number (W1, PostgreSQL).
+async fn waiting_placeholders(database: &sea_orm::DatabaseConnection) -> i64 {
+    database
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) FROM audit_events WHERE sequence < 0",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
 }
 
 /// How far the probe stream has got.
@@ -174,7 +188,7 @@ both_databases! {
 
         let (held, overtaken) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let commits = Arc::new(AtomicUsize::new(0));
-        let pause: CommitPause = {
+        let pause: PausePoint = {
             let (held, overtaken, commits) = (held.clone(), overtaken.clone(), commits.clone());
             Arc::new(move |sequences: Vec<i64>| {
                 let n = commits.fetch_add(1, Ordering::Relaxed);
@@ -481,16 +495,7 @@ async fn w1_the_numbering_leader_killed_mid_stream_loses_and_repeats_nothing() {
     assert_eq!(after, 6 * 10);
 
     let database = on_follower.database().await;
-    let placeholders = database
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT count(*) FROM audit_events WHERE sequence < 0",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<i64>(0)
-        .unwrap();
+    let placeholders = waiting_placeholders(&database).await;
     assert_eq!(placeholders, 0, "every committed event is numbered");
     // Each realm's creation, each acknowledged user, nothing numbered twice.
     let events = on_follower.count("audit_events").await as usize;
@@ -508,4 +513,97 @@ async fn w1_the_numbering_leader_killed_mid_stream_loses_and_repeats_nothing() {
     }
     drop((on_leader, on_follower, leader, follower));
     db.remove().await;
+}
+
+/// W1 during the rollout from v0.2.0: a replica numbering at commit meets
+/// an event another replica committed with a placeholder, in the same
+/// realm, that no round has numbered yet (the rounds are held). The
+/// at-commit writer numbers that placeholder before its own event, since
+/// the placeholder precedes it in the realm's chain: the global order keeps
+/// each realm's chain order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w1_an_at_commit_writer_numbers_the_waiting_placeholders_before_its_own() {
+    let Some(after_commit) = spawn_app(Backend::Postgres).await else {
+        println!("skipped: {POSTGRES_ENV} is not set (numbering after commit is PostgreSQL's)");
+        return;
+    };
+    let mut config = test_config(&after_commit.database_url);
+    config.audit_numbering = portal_access::config::AuditNumbering::AtCommit;
+    let at_commit = start_server(config, Backend::Postgres).await;
+    let realm = after_commit.create_realm("w1-mixed").await;
+
+    // Every round of the after-commit replica waits at its start until the
+    // gate opens; a round that finds a committed placeholder says so.
+    let (gate, gate_rx) = watch::channel(false);
+    let (seen, mut seen_rx) = watch::channel(false);
+    let database = after_commit.database().await;
+    let pause: PausePoint = Arc::new(move |_| {
+        let (mut gate, seen, database) = (gate_rx.clone(), seen.clone(), database.clone());
+        Box::pin(async move {
+            let waiting = waiting_placeholders(&database).await;
+            if waiting > 0 {
+                seen.send_replace(true);
+            }
+            let _ =
+                tokio::time::timeout(Duration::from_secs(30), gate.wait_for(|open| *open)).await;
+        })
+    });
+    after_commit.services().store().set_round_pause(Some(pause));
+
+    let first = {
+        let (mut admins, token, portal) = (
+            after_commit.admins(),
+            realm.admin_token.clone(),
+            realm.top_portal_id.clone(),
+        );
+        tokio::spawn(async move {
+            admins
+                .create_user(with_token(
+                    learner_request(&portal, "first@mixed.example", "Learner"),
+                    &token,
+                ))
+                .await
+        })
+    };
+    // The writer's own round (after its patience) starts after its commit.
+    tokio::time::timeout(Duration::from_secs(30), seen_rx.wait_for(|seen| *seen))
+        .await
+        .expect("the first write commits with a placeholder")
+        .unwrap();
+    at_commit
+        .admins()
+        .create_user(with_token(
+            learner_request(&realm.top_portal_id, "second@mixed.example", "Learner"),
+            &realm.admin_token,
+        ))
+        .await
+        .expect("the at-commit write does not wait for the held rounds");
+    gate.send_replace(true);
+    first
+        .await
+        .unwrap()
+        .expect("the first write is answered once numbered");
+    after_commit.services().store().set_round_pause(None);
+
+    let database = after_commit.database().await;
+    let rows = database
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT sequence FROM audit_events WHERE realm_id = $1 ORDER BY leaf_index",
+            [uuid::Uuid::parse_str(&realm.realm_id).unwrap().into()],
+        ))
+        .await
+        .unwrap();
+    let sequences: Vec<i64> = rows
+        .iter()
+        .map(|r| r.try_get_by_index(0).unwrap())
+        .collect();
+    assert!(sequences.len() >= 3, "the realm's creation and two users");
+    assert!(
+        sequences.windows(2).all(|p| 0 < p[0] && p[0] < p[1]),
+        "the realm's chain order is its order in the log: {sequences:?}"
+    );
+    assert!(crate::faults::verify_realm(&at_commit, &realm).await.intact);
+    at_commit.stop().await;
+    after_commit.stop().await;
 }
