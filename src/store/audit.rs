@@ -308,8 +308,7 @@ async fn number_events(
             // Held to COMMIT (L2). Events committed after commit by
             // replicas numbering that way are numbered first: they precede
             // ours in their realms' chains.
-            let head = sequencer::lock_fence(tx).await?;
-            let (last, _) = sequencer::number_pending(tx, head, count, false).await?;
+            let last = sequencer::number_pending(tx, count, false).await?.after;
             Ok((Numbers::From(last - count + 1), last_leaf))
         }
         (Backend::Postgres, Numbering::AfterCommit) => {

@@ -30,8 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
-    TransactionTrait, Value,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value,
 };
 use tokio::sync::{Notify, watch};
 
@@ -56,92 +55,55 @@ const TICK: Duration = Duration::from_secs(1);
 /// How long a writer waits for the leader before numbering its own events.
 pub(super) const LEADER_PATIENCE: Duration = Duration::from_millis(250);
 
-/// Numbers committed placeholders after `head`, in write order, and moves
-/// `audit_head` past them and `extra` more numbers (an at-commit writer's
-/// own events). The caller holds the fence row (see [`lock_fence`]).
-/// Returns the new head and the placeholders numbered (in write order: the
-/// first got `head + 1`); with `notify`, replicas are told the new head
-/// when something was numbered.
-///
-/// Two statements: the placeholders (from the primary key's few negative
-/// entries), then the update joined to them as a list, so each row is
-/// found by its key; a join to a subquery let the planner re-scan the
-/// whole batch per row.
+/// A numbering round's statement (`audit_number_round`, created by the
+/// migration `m20261201_000004_numbering_round`): takes the fence row, then
+/// numbers up to [`ROUND_LIMIT`] committed placeholders in write order and
+/// moves `audit_head` past them and `extra` more numbers (an at-commit
+/// writer's own events). With `notify`, replicas are told the new head
+/// when something was numbered. Run inside a transaction, the fence is held
+/// to its end; alone, the statement is its own transaction.
 pub(super) async fn number_pending(
-    tx: &impl ConnectionTrait,
-    head: i64,
+    conn: &impl ConnectionTrait,
     extra: i64,
     notify: bool,
-) -> Result<(i64, Vec<i64>)> {
-    let rows = tx
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT sequence FROM audit_events WHERE sequence < 0 ORDER BY sequence DESC LIMIT $1",
-            [Value::from(ROUND_LIMIT)],
-        ))
-        .await
-        .map_err(db_error)?;
-    let placeholders: Vec<i64> = rows
-        .iter()
-        .map(|row| row.try_get_by_index::<i64>(0))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(db_error)?;
-    let numbered = placeholders.len() as i64;
-    if numbered + extra == 0 {
-        return Ok((head, placeholders));
-    }
-    let listed: Vec<String> = placeholders.iter().map(i64::to_string).collect();
-    let sql = "WITH listed AS ( \
-           SELECT placeholder, n FROM unnest(string_to_array($2, ',')::bigint[]) \
-           WITH ORDINALITY AS v(placeholder, n)), \
-         numbered AS ( \
-           UPDATE audit_events e SET sequence = $1 + listed.n FROM listed \
-           WHERE e.sequence = listed.placeholder RETURNING 1), \
-         head AS ( \
-           UPDATE audit_head SET last_sequence = $1 + (SELECT count(*) FROM numbered) + $3 \
-           WHERE id = 1 RETURNING last_sequence), \
-         told AS ( \
-           SELECT pg_notify($4, (SELECT last_sequence FROM head)::text || ':') WHERE $5) \
-         SELECT (SELECT last_sequence FROM head), (SELECT count(*) FROM numbered), \
-                (SELECT count(*) FROM told)";
-    let row = tx
+) -> Result<NumberedRound> {
+    let row = conn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            sql,
+            "SELECT head_before, head_after, numbered FROM audit_number_round($1, $2, $3)",
             [
-                Value::from(head),
-                Value::from(listed.join(",")),
+                Value::from(ROUND_LIMIT),
                 Value::from(extra),
-                Value::from(NOTIFY_CHANNEL),
-                Value::from(notify && numbered > 0),
+                Value::from(notify.then_some(NOTIFY_CHANNEL)),
             ],
         ))
         .await
         .map_err(db_error)?
         .ok_or_else(|| Error::internal("numbering round returned nothing"))?;
-    let last: i64 = row.try_get_by_index(0).map_err(db_error)?;
-    let updated: i64 = row.try_get_by_index(1).map_err(db_error)?;
-    if updated != numbered {
-        // Under the fence nobody else numbers: a mismatch is a bug, and
-        // rolling back keeps the numbers contiguous.
-        return Err(Error::internal(format!(
-            "numbered {updated} of {numbered} placeholders"
-        )));
-    }
-    Ok((last, placeholders))
+    let before: i64 = row.try_get_by_index(0).map_err(db_error)?;
+    let after: i64 = row.try_get_by_index(1).map_err(db_error)?;
+    let listed: String = row.try_get_by_index(2).map_err(db_error)?;
+    let placeholders = listed
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<i64>()
+                .map_err(|_| Error::internal(format!("numbering round listed {p:?}")))
+        })
+        .collect::<Result<Vec<i64>>>()?;
+    Ok(NumberedRound {
+        before,
+        after,
+        placeholders,
+    })
 }
 
-/// Takes the fence row for the rest of the transaction; returns the head.
-pub(super) async fn lock_fence(tx: &impl ConnectionTrait) -> Result<i64> {
-    let row = tx
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT last_sequence FROM audit_head WHERE id = 1 FOR UPDATE",
-        ))
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| Error::internal("audit_head row missing"))?;
-    row.try_get_by_index(0).map_err(db_error)
+/// What a round numbered: `placeholders` (in write order) got the numbers
+/// after `before`; the head is now `after`.
+pub(super) struct NumberedRound {
+    pub(super) before: i64,
+    pub(super) after: i64,
+    pub(super) placeholders: Vec<i64>,
 }
 
 /// One numbering round on `db`: numbers every committed placeholder (up to
@@ -155,15 +117,13 @@ pub(super) async fn round(db: &DatabaseConnection, rounds: &Rounds) -> Result<(i
     let started = Instant::now();
     let book = &rounds.book;
     let round = book.begin_round();
-    let tx = db.begin().await.map_err(db_error)?;
-    let head = lock_fence(&tx).await?;
-    let (last, numbered) = number_pending(&tx, head, 0, true).await?;
-    tx.commit().await.map_err(db_error)?;
-    book.record(round, head, &numbered);
+    // One statement, its own transaction: committed when it returns.
+    let numbered = number_pending(db, 0, true).await?;
+    book.record(round, numbered.before, &numbered.placeholders);
     Metrics::get()
         .numbering_round
         .record(started.elapsed().as_secs_f64(), &[]);
-    Ok((last, numbered.len() as i64))
+    Ok((numbered.after, numbered.placeholders.len() as i64))
 }
 
 /// What this replica's rounds share, whoever runs them.

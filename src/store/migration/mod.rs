@@ -16,6 +16,7 @@ mod m20261123_000002_support_lookups;
 mod m20261201_000001_evidence_tree;
 mod m20261201_000002_governance;
 mod m20261201_000003_numbering;
+mod m20261201_000004_numbering_round;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_evidence_tree::Migration),
             Box::new(m20261201_000002_governance::Migration),
             Box::new(m20261201_000003_numbering::Migration),
+            Box::new(m20261201_000004_numbering_round::Migration),
         ]
     }
 }
