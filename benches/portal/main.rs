@@ -13,6 +13,7 @@
 //!   then also measured on it, same run, same database.
 //! - `PORTAL_ACCESS_BENCH_ONLY`: some of
 //!   `check,write,create,import,allow,stream,evidence,scale`.
+//! - `PORTAL_ACCESS_BENCH_DATABASES` (`sqlite,postgres`): which to run.
 
 mod broadcast;
 mod evidence;
@@ -44,6 +45,7 @@ struct Settings {
     events: u64,
     postgres: Option<String>,
     only: Option<Vec<String>>,
+    databases: Vec<String>,
 }
 
 impl Settings {
@@ -61,6 +63,11 @@ impl Settings {
                 .filter(|v| v != "none"),
             only: var("PORTAL_ACCESS_BENCH_ONLY")
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
+            databases: var("PORTAL_ACCESS_BENCH_DATABASES")
+                .unwrap_or_else(|| "sqlite,postgres".to_owned())
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .collect(),
         }
     }
 
@@ -85,10 +92,14 @@ async fn run() {
     let machine = report::machine();
     println!("portal-access benchmarks — {machine}");
     let mut report = Report::default();
-    let mut backends = vec![Backend::Sqlite];
-    if settings.postgres.is_some() {
+    let wanted = |name: &str| settings.databases.iter().any(|d| d == name);
+    let mut backends = Vec::new();
+    if wanted("sqlite") {
+        backends.push(Backend::Sqlite);
+    }
+    if settings.postgres.is_some() && wanted("postgres") {
         backends.push(Backend::Postgres);
-    } else {
+    } else if settings.postgres.is_none() {
         println!("PostgreSQL skipped: set PORTAL_ACCESS_BENCH_POSTGRES");
     }
     for backend in backends {
