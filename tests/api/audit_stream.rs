@@ -53,6 +53,15 @@ async fn next_event(stream: &mut Streaming<pb::StreamAuditEventsResponse>) -> pb
 
 /// Every committed event sequence of a realm, from the table.
 async fn realm_sequences(app: &TestApp, realm_id: &str) -> Vec<i64> {
+    realm_events(app, realm_id)
+        .await
+        .into_iter()
+        .map(|(_, sequence)| sequence)
+        .collect()
+}
+
+/// The realm's events in the table, as (id, sequence), in log order.
+async fn realm_events(app: &TestApp, realm_id: &str) -> Vec<(String, i64)> {
     let filter = portal_access::store::AuditFilter {
         realm_id: Some(realm_id.parse().unwrap()),
         ..Default::default()
@@ -72,7 +81,7 @@ async fn realm_sequences(app: &TestApp, realm_id: &str) -> Vec<i64> {
             .unwrap();
         let Some(tail) = page.last() else { return all };
         last = tail.sequence;
-        all.extend(page.iter().map(|e| e.sequence));
+        all.extend(page.iter().map(|e| (e.id.to_string(), e.sequence)));
     }
 }
 
@@ -125,11 +134,17 @@ both_databases! {
             let mut client = app.support();
             let (token, portal, temp, agent) = (recorder.clone(), w.sub_a.clone(), granted.temporary_admin_id.clone(), ana.clone());
             writers.spawn(async move {
+                let mut answered = Vec::new();
                 for n in 0..PER_WRITER {
-                    client.record_support_action(with_token(record_request(&portal, &temp, &agent, writer * PER_WRITER + n), &token))
+                    let event = client.record_support_action(with_token(record_request(&portal, &temp, &agent, writer * PER_WRITER + n), &token))
                         .await
-                        .expect("record");
+                        .expect("record")
+                        .into_inner()
+                        .event
+                        .expect("the recorded event");
+                    answered.push((event.event_id, event.sequence));
                 }
+                answered
             });
         }
         let mut subscribers = JoinSet::new();
@@ -168,7 +183,13 @@ both_databases! {
                 }
             });
         }
-        while let Some(w) = writers.join_next().await { w.unwrap(); }
+        let mut answered = Vec::new();
+        while let Some(w) = writers.join_next().await { answered.extend(w.unwrap()); }
+        // Each call answered with the place its event has in the log.
+        let table: std::collections::HashMap<String, i64> = realm_events(app, &w.realm.realm_id).await.into_iter().collect();
+        for (id, sequence) in &answered {
+            assert_eq!(table.get(id), Some(sequence), "event {id} was answered with its sequence");
+        }
         let expected = realm_sequences(app, &w.realm.realm_id).await;
         done_tx.send_replace(expected.last().copied());
         let expected_set: HashSet<i64> = expected.iter().copied().collect();
