@@ -306,9 +306,11 @@ async fn number_events(
             let last_leaf =
                 tree::session_last_leaves(tx, backend, sessions.iter().copied()).await?;
             // Held to COMMIT (L2). Events committed after commit by
-            // replicas numbering that way are numbered first: they precede
-            // ours in their realms' chains.
-            let last = sequencer::number_pending(tx, count, false).await?.after;
+            // replicas numbering that way are numbered first, all of them
+            // (no round limit): any may precede ours in its realm's chain.
+            let last = sequencer::number_pending(tx, i64::MAX, count, false)
+                .await?
+                .after;
             Ok((Numbers::From(last - count + 1), last_leaf))
         }
         (Backend::Postgres, Numbering::AfterCommit) => {

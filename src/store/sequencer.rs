@@ -57,13 +57,14 @@ pub(super) const LEADER_PATIENCE: Duration = Duration::from_millis(250);
 
 /// A numbering round's statement (`audit_number_round`, created by the
 /// migration `m20261201_000004_numbering_round`): takes the fence row, then
-/// numbers up to [`ROUND_LIMIT`] committed placeholders in write order and
-/// moves `audit_head` past them and `extra` more numbers (an at-commit
-/// writer's own events). With `notify`, replicas are told the new head
+/// numbers up to `limit` committed placeholders in write order and moves
+/// `audit_head` past them and `extra` more numbers (an at-commit writer's
+/// own events). With `notify`, replicas are told the new head
 /// when something was numbered. Run inside a transaction, the fence is held
 /// to its end; alone, the statement is its own transaction.
 pub(super) async fn number_pending(
     conn: &impl ConnectionTrait,
+    limit: i64,
     extra: i64,
     notify: bool,
 ) -> Result<NumberedRound> {
@@ -72,7 +73,7 @@ pub(super) async fn number_pending(
             DbBackend::Postgres,
             "SELECT head_before, head_after, numbered FROM audit_number_round($1, $2, $3)",
             [
-                Value::from(ROUND_LIMIT),
+                Value::from(limit),
                 Value::from(extra),
                 Value::from(notify.then_some(NOTIFY_CHANNEL)),
             ],
@@ -118,7 +119,7 @@ pub(super) async fn round(db: &DatabaseConnection, rounds: &Rounds) -> Result<(i
     let book = &rounds.book;
     let round = book.begin_round();
     // One statement, its own transaction: committed when it returns.
-    let numbered = number_pending(db, 0, true).await?;
+    let numbered = number_pending(db, ROUND_LIMIT, 0, true).await?;
     book.record(round, numbered.before, &numbered.placeholders);
     Metrics::get()
         .numbering_round
