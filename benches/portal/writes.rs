@@ -192,45 +192,60 @@ pub async fn create_users(
     calls
 }
 
-/// One client importing batches of `batch` learners into `realm` for
-/// `seconds`; `per_second` counts users, the latencies are per call.
+/// `in_flight` clients, each on its own connection, importing batches of
+/// `batch` learners into `realm` for `seconds` (a bulk-import worker that
+/// keeps that many calls open); `per_second` counts users, the latencies
+/// are per call. `run` keeps emails of runs apart.
 pub async fn import_users(
     addr: SocketAddr,
     realm: &Realm,
     batch: usize,
+    in_flight: usize,
     seconds: Duration,
+    run: &str,
 ) -> (Calls, f64) {
-    let mut admins = AdminServiceClient::new(connection(addr).await);
     let started = Instant::now();
-    let (mut latencies, mut failed) = (Vec::new(), 0);
-    let mut call = 0;
-    while started.elapsed() < seconds {
-        let users = (0..batch)
-            .map(|i| pb::UserToImport {
-                email: format!("import-{call}-{i}@bench.example"),
-                display_name: "Learner".into(),
-                user_type: pb::UserType::Learner as i32,
-                invite: false,
-                can_access_portal_settings: None,
-            })
-            .collect();
-        call += 1;
-        let request = pb::ImportUsersRequest {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            portal_id: realm.top_portal_id.clone(),
-            users,
-        };
-        let sent = Instant::now();
-        match admins
-            .import_users(with_token(request, &realm.admin_token))
-            .await
-        {
-            Ok(_) => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
-            Err(status) => {
-                eprintln!("ImportUsers failed: {status:?}");
-                failed += 1;
+    let mut tasks = Vec::new();
+    for client in 0..in_flight {
+        let mut admins = AdminServiceClient::new(connection(addr).await);
+        let (portal_id, token) = (realm.top_portal_id.clone(), realm.admin_token.clone());
+        let run = run.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut failed) = (Vec::new(), 0);
+            let mut call = 0;
+            while started.elapsed() < seconds {
+                let users = (0..batch)
+                    .map(|i| pb::UserToImport {
+                        email: format!("import-{run}-{client}-{call}-{i}@bench.example"),
+                        display_name: "Learner".into(),
+                        user_type: pb::UserType::Learner as i32,
+                        invite: false,
+                        can_access_portal_settings: None,
+                    })
+                    .collect();
+                call += 1;
+                let request = pb::ImportUsersRequest {
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                    portal_id: portal_id.clone(),
+                    users,
+                };
+                let sent = Instant::now();
+                match admins.import_users(with_token(request, &token)).await {
+                    Ok(_) => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
+                    Err(status) => {
+                        eprintln!("ImportUsers failed: {status:?}");
+                        failed += 1;
+                    }
+                }
             }
-        }
+            (latencies, failed)
+        }));
+    }
+    let (mut latencies, mut failed) = (Vec::new(), 0);
+    for task in tasks {
+        let (l, f) = task.await.unwrap();
+        latencies.extend(l);
+        failed += f;
     }
     let elapsed = started.elapsed();
     let users_per_second = (latencies.len() * batch) as f64 / elapsed.as_secs_f64();

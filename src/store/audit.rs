@@ -19,12 +19,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Statement, Value,
+    QueryOrder, QuerySelect, Statement, Value,
 };
 use uuid::Uuid;
 
 use super::entity::{audit_event, realm};
 use super::errors::db_error;
+use super::json_rows::JsonRows;
 use super::sequencer;
 use super::tree::{self, RealmLog};
 use super::{Backend, raw};
@@ -198,7 +199,6 @@ pub(super) async fn append(
         .into_iter()
         .filter_map(|(id, leaf)| Some((id, leaf? as i64)))
         .collect();
-    let insert = audit_event::Entity::insert_many(appended.iter().map(to_row));
     match backend {
         Backend::Postgres => {
             // At commit, the audit_head row is held from the numbering
@@ -210,16 +210,19 @@ pub(super) async fn append(
                 Numbers::Placeholders(_) => 0,
             };
             let statement = finish_append_postgres(
-                insert.build(DbBackend::Postgres),
+                &appended,
                 &new_heads,
                 &nodes,
                 &sessions,
                 notification(last, &state_changed),
-            );
+            )?;
             tx.execute_raw(statement).await.map_err(db_error)?;
         }
         Backend::Sqlite => {
-            insert.exec(tx).await.map_err(db_error)?;
+            audit_event::Entity::insert_many(appended.iter().map(to_row))
+                .exec(tx)
+                .await
+                .map_err(db_error)?;
             for heads in &new_heads {
                 tx.execute_raw(raw::statement(
                     backend,
@@ -398,79 +401,80 @@ fn group_nodes(nodes: &[(Uuid, i64, String)]) -> BTreeMap<Uuid, Vec<(i64, String
 /// One PostgreSQL statement that inserts the events and their tree nodes,
 /// moves the realms' chain and tree heads and the sessions' last leaves,
 /// and notifies the other replicas (delivered only when the transaction
-/// commits). Data-modifying `WITH` parts always run in full.
+/// commits). Data-modifying `WITH` parts always run in full. Every set of
+/// rows is one JSON parameter, so the text is the same for every append
+/// and the connection prepares it once (`json_rows`).
 fn finish_append_postgres(
-    insert: Statement,
+    events: &[AuditEvent],
     heads: &[RealmHeads],
     nodes: &[(Uuid, i64, String)],
     sessions: &[(Uuid, i64)],
     payload: String,
-) -> Statement {
-    let mut values = insert.values.map(|v| v.0).unwrap_or_default();
-    let param = |value: Value, values: &mut Vec<Value>| {
-        values.push(value);
-        format!("${}", values.len())
-    };
-    let rows: Vec<String> = heads
-        .iter()
-        .map(|h| {
-            let id = param(Value::from(h.realm_id), &mut values);
-            let hash = param(Value::from(h.log.chain_hash.clone()), &mut values);
-            let bump = param(Value::from(h.bump), &mut values);
-            let size = param(Value::from(h.log.tree_size as i64), &mut values);
-            let border = param(Value::from(h.log.border_text()), &mut values);
-            let synced = param(Value::from(h.log.tree_chain_hash.clone()), &mut values);
-            format!(
-                "({id}::uuid, {hash}::text, {bump}::bigint, {size}::bigint, {border}::text, {synced}::text)"
-            )
-        })
-        .collect();
-    let mut parts = vec![
-        format!("appended AS ({})", insert.sql),
-        format!(
-            "heads AS (UPDATE realms SET audit_head_hash = v.hash, revision = realms.revision + v.bump, \
-             tree_size = v.size, tree_border = v.border, tree_chain_hash = v.synced \
-             FROM (VALUES {}) AS v(id, hash, bump, size, border, synced) WHERE realms.id = v.id)",
-            rows.join(", ")
-        ),
-    ];
-    if !nodes.is_empty() {
-        let rows: Vec<String> = nodes
-            .iter()
-            .map(|(realm_id, key, hash)| {
-                let realm_id = param(Value::from(*realm_id), &mut values);
-                let key = param(Value::from(*key), &mut values);
-                let hash = param(Value::from(hash.clone()), &mut values);
-                format!("({realm_id}::uuid, {key}::bigint, {hash}::text)")
-            })
-            .collect();
-        parts.push(format!(
-            "nodes AS (INSERT INTO audit_tree_nodes (realm_id, node, hash) VALUES {})",
-            rows.join(", ")
-        ));
+) -> Result<Statement> {
+    let mut event_rows = JsonRows::of_entity::<audit_event::Entity>()?;
+    for event in events {
+        event_rows.push_model(&to_row(event))?;
     }
-    if !sessions.is_empty() {
-        let rows: Vec<String> = sessions
-            .iter()
-            .map(|(id, leaf)| {
-                let id = param(Value::from(*id), &mut values);
-                let leaf = param(Value::from(*leaf), &mut values);
-                format!("({id}::uuid, {leaf}::bigint)")
-            })
-            .collect();
-        parts.push(format!(
-            "sessions AS (UPDATE access_requests SET last_leaf = v.leaf \
-             FROM (VALUES {}) AS v(id, leaf) WHERE access_requests.id = v.id)",
-            rows.join(", ")
-        ));
+    let mut head_rows = JsonRows::with_columns(&[
+        ("id", "uuid"),
+        ("hash", "text"),
+        ("bump", "bigint"),
+        ("size", "bigint"),
+        ("border", "text"),
+        ("synced", "text"),
+    ]);
+    for h in heads {
+        head_rows.push([
+            Value::from(h.realm_id),
+            Value::from(h.log.chain_hash.clone()),
+            Value::from(h.bump),
+            Value::from(h.log.tree_size as i64),
+            Value::from(h.log.border_text()),
+            Value::from(h.log.tree_chain_hash.clone()),
+        ])?;
     }
-    let channel = param(Value::from(NOTIFY_CHANNEL), &mut values);
-    let payload = param(Value::from(payload), &mut values);
+    let mut node_rows =
+        JsonRows::with_columns(&[("realm_id", "uuid"), ("node", "bigint"), ("hash", "text")]);
+    for (realm_id, key, hash) in nodes {
+        node_rows.push([
+            Value::from(*realm_id),
+            Value::from(*key),
+            Value::from(hash.clone()),
+        ])?;
+    }
+    let mut session_rows = JsonRows::with_columns(&[("id", "uuid"), ("leaf", "bigint")]);
+    for (id, leaf) in sessions {
+        session_rows.push([Value::from(*id), Value::from(*leaf)])?;
+    }
     let sql = format!(
-        "WITH {} SELECT pg_notify({channel}, {payload})",
-        parts.join(", ")
+        "WITH appended AS (INSERT INTO audit_events ({event_columns}) \
+         SELECT {event_columns} FROM {events}), \
+         heads AS (UPDATE realms SET audit_head_hash = v.hash, revision = realms.revision + v.bump, \
+         tree_size = v.size, tree_border = v.border, tree_chain_hash = v.synced \
+         FROM {heads} WHERE realms.id = v.id), \
+         nodes AS (INSERT INTO audit_tree_nodes (realm_id, node, hash) \
+         SELECT realm_id, node, hash FROM {nodes}), \
+         sessions AS (UPDATE access_requests SET last_leaf = v.leaf \
+         FROM {sessions} WHERE access_requests.id = v.id) \
+         SELECT pg_notify($5, $6)",
+        event_columns = event_rows.names(),
+        events = event_rows.source("$1", "e"),
+        heads = head_rows.source("$2", "v"),
+        nodes = node_rows.source("$3", "n"),
+        sessions = session_rows.source("$4", "v"),
     );
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+    Ok(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        [
+            event_rows.into_value(),
+            head_rows.into_value(),
+            node_rows.into_value(),
+            session_rows.into_value(),
+            Value::from(NOTIFY_CHANNEL),
+            Value::from(payload),
+        ],
+    ))
 }
 
 /// What one commit appended.

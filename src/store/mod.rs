@@ -28,6 +28,7 @@ mod errors;
 mod governance;
 mod idempotency;
 mod import;
+mod json_rows;
 mod migration;
 mod portals;
 mod raw;

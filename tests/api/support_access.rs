@@ -573,3 +573,53 @@ both_databases! {
         assert_error(requests(app, &app.operator(), &w.realm.realm_id, PENDING).await, Code::PermissionDenied, "WRONG_PRINCIPAL_KIND");
     }
 }
+
+both_databases! {
+    async fn s9_recorded_details_and_agent_names_keep_every_character(app) {
+        // On PostgreSQL an append's rows travel as one JSON text: what the
+        // log shows, and what its hash chain covers, is what was recorded.
+        let w = world(app).await;
+        let ana = agent(app, r#"Ana "Q" Núñez \ 支援"#);
+        let request = request_access(app, &ana, &w.realm.realm_id).await;
+        let granted = allow(app, &w.realm.admin_token, &request.access_request_id, &[&w.sub_a], hours(1)).await.unwrap().remove(0);
+        let details: std::collections::HashMap<String, String> = [
+            ("title", r#"Say "hi" \ 'bye'"#),
+            ("path", r"C:\courses\n\t"),
+            ("emoji", "🎓 ✓"),
+            ("json", r#"{"a": [1, "b"]}"#),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let recorded = app
+            .support()
+            .record_support_action(with_token(
+                pb::RecordSupportActionRequest {
+                    request_id: String::new(),
+                    portal_id: w.sub_a.clone(),
+                    temporary_admin_id: granted.temporary_admin_id.clone(),
+                    action: "course.viewed".into(),
+                    target_type: "course".into(),
+                    target_id: r#"course "42""#.into(),
+                    details: details.clone(),
+                    agent_id: ana.id.to_string(),
+                    agent_name: ana.name.clone(),
+                },
+                &app.service(&["support_actions.record"]),
+            ))
+            .await
+            .expect("record")
+            .into_inner()
+            .event
+            .unwrap();
+        let log = logs(app, &w.realm.admin_token, &w.sub_a).await.unwrap();
+        let stored = log.iter().find(|e| e.event_id == recorded.event_id).expect("in the log");
+        for (key, value) in &details {
+            assert_eq!(stored.details.get(key), Some(value), "{key}");
+        }
+        assert_eq!(stored.target_id, r#"course "42""#);
+        assert_eq!(stored.actor.as_ref().unwrap().agent_name, ana.name);
+        assert_eq!(stored.hash, recorded.hash);
+        assert!(crate::faults::verify_realm(app, &w.realm).await.intact);
+    }
+}
