@@ -607,3 +607,66 @@ async fn w1_an_at_commit_writer_numbers_the_waiting_placeholders_before_its_own(
     at_commit.stop().await;
     after_commit.stop().await;
 }
+
+/// W1: rounds list placeholders below a settled watermark, not from 0
+/// (every numbered placeholder leaves a dead index entry behind until a
+/// vacuum). With no transaction left open, the watermark follows the
+/// writes within a few rounds, and nothing above it is left unnumbered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w1_the_numbering_watermark_follows_settled_writes() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        println!("skipped: {POSTGRES_ENV} is not set (numbering after commit is PostgreSQL's)");
+        return;
+    };
+    let realm = app.create_realm("w1-watermark").await;
+    let database = app.database().await;
+    let settled = || async {
+        database
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT settled_placeholder FROM audit_head WHERE id = 1",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap()
+    };
+    let before = settled().await;
+    // Each answer comes after a round has numbered its event; a round
+    // proposes a candidate, a later one settles it.
+    let mut moved = false;
+    for n in 0..20 {
+        create_user(
+            &app,
+            &realm.admin_token,
+            &realm.top_portal_id,
+            &format!("w{n}@watermark.example"),
+            pb::UserType::Learner,
+            None,
+        )
+        .await
+        .expect("create");
+        if settled().await < before {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "the watermark stayed at {before}");
+    assert_eq!(waiting_placeholders(&database).await, 0);
+    let after = settled().await;
+    let above: i64 = database
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT count(*) FROM audit_events WHERE sequence < 0 AND sequence >= {after}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    assert_eq!(
+        above, 0,
+        "a placeholder at or above the watermark is unnumbered"
+    );
+}

@@ -23,7 +23,7 @@ impl MigrationName for Migration {
 /// at-commit writer's own events), and with a `channel` notifies the
 /// replicas. Returns the head before, the head after and the numbered
 /// placeholders, in write order, comma-separated.
-const FUNCTION: &str = r#"
+pub(super) const FUNCTION: &str = r#"
 CREATE FUNCTION audit_number_round(round_limit BIGINT, extra BIGINT, channel TEXT)
 RETURNS TABLE (head_before BIGINT, head_after BIGINT, numbered TEXT)
 LANGUAGE plpgsql VOLATILE AS $round$

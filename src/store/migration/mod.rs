@@ -17,6 +17,7 @@ mod m20261201_000001_evidence_tree;
 mod m20261201_000002_governance;
 mod m20261201_000003_numbering;
 mod m20261201_000004_numbering_round;
+mod m20261201_000005_numbering_watermark;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_governance::Migration),
             Box::new(m20261201_000003_numbering::Migration),
             Box::new(m20261201_000004_numbering_round::Migration),
+            Box::new(m20261201_000005_numbering_watermark::Migration),
         ]
     }
 }
