@@ -38,10 +38,19 @@ async fn all_sequences(app: &TestApp) -> Vec<i64> {
 
 /// Committed events still waiting for their number (W1, PostgreSQL).
 async fn waiting_placeholders(database: &sea_orm::DatabaseConnection) -> i64 {
+    postgres_number(
+        database,
+        "SELECT count(*) FROM audit_events WHERE sequence < 0",
+    )
+    .await
+}
+
+/// The one number a PostgreSQL query answers.
+async fn postgres_number(database: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
     database
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
-            "SELECT count(*) FROM audit_events WHERE sequence < 0",
+            sql,
         ))
         .await
         .unwrap()
@@ -620,17 +629,11 @@ async fn w1_the_numbering_watermark_follows_settled_writes() {
     };
     let realm = app.create_realm("w1-watermark").await;
     let database = app.database().await;
-    let settled = || async {
-        database
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                "SELECT settled_placeholder FROM audit_head WHERE id = 1",
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get_by_index::<i64>(0)
-            .unwrap()
+    let settled = || {
+        postgres_number(
+            &database,
+            "SELECT settled_placeholder FROM audit_head WHERE id = 1",
+        )
     };
     let before = settled().await;
     // Each answer comes after a round has numbered its event; a round
@@ -655,16 +658,11 @@ async fn w1_the_numbering_watermark_follows_settled_writes() {
     assert!(moved, "the watermark stayed at {before}");
     assert_eq!(waiting_placeholders(&database).await, 0);
     let after = settled().await;
-    let above: i64 = database
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            format!("SELECT count(*) FROM audit_events WHERE sequence < 0 AND sequence >= {after}"),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<i64>(0)
-        .unwrap();
+    let above = postgres_number(
+        &database,
+        &format!("SELECT count(*) FROM audit_events WHERE sequence < 0 AND sequence >= {after}"),
+    )
+    .await;
     assert_eq!(
         above, 0,
         "a placeholder at or above the watermark is unnumbered"
