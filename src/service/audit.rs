@@ -285,14 +285,17 @@ impl Producer {
     async fn checkpoints(&self, realms: &BTreeSet<Uuid>) -> Vec<String> {
         let mut notes = Vec::with_capacity(realms.len());
         for realm_id in realms {
-            let note = async {
-                let size = self
-                    .services
-                    .store
-                    .tree_size_at(*realm_id, self.scanned)
-                    .await?;
-                self.services.checkpoint_at(*realm_id, size).await
-            };
+            let note =
+                self.services
+                    .progress_checkpoints
+                    .get_or_load(*realm_id, self.scanned, || async {
+                        let size = self
+                            .services
+                            .store
+                            .tree_size_at(*realm_id, self.scanned)
+                            .await?;
+                        self.services.checkpoint_at(*realm_id, size).await
+                    });
             match note.await {
                 Ok(note) => notes.push(note),
                 Err(error) => {

@@ -11,6 +11,7 @@ mod checks;
 mod evidence;
 mod import;
 mod portals;
+mod progress_checkpoints;
 mod support;
 mod support_actions;
 
@@ -82,6 +83,8 @@ pub struct Services {
     pub(crate) support_actions: support_actions::SupportActionWriter,
     /// Signs the evidence log's checkpoints (E2).
     pub(crate) log_signer: Arc<LogSigner>,
+    /// The checkpoints the streams' progress messages carry (E4).
+    pub(crate) progress_checkpoints: Arc<progress_checkpoints::ProgressCheckpoints>,
 }
 
 impl Services {
@@ -103,6 +106,7 @@ impl Services {
             settings,
             shutdown,
             log_signer,
+            progress_checkpoints: Arc::default(),
         }
     }
 

@@ -419,14 +419,16 @@ impl super::Store {
             .conn()
             .query_one_raw(raw::statement(
                 self.backend,
-                // MAX(leaf_index) as the newest leaf, not an aggregate: under
-                // a generic plan PostgreSQL aggregated over every leaf of
-                // the realm (~19 ms a call in the benchmark's stream once an
-                // import had changed the table's statistics); this walks the
-                // realm's leaf index down from the top and stops at the
-                // first event at or before `sequence`.
-                "SELECT leaf_index FROM audit_events WHERE realm_id = ? AND leaf_index IS NOT NULL \
-                 AND sequence > 0 AND sequence <= ? ORDER BY leaf_index DESC LIMIT 1",
+                // The realm's newest leaf at or before `sequence`: a realm's
+                // events are numbered in the order of its leaves (both are
+                // taken under the realm's lock), so this walks the realm's
+                // sequence index down from `sequence` and stops at the first
+                // row. Both earlier forms (MAX over the leaves, then the leaf
+                // index walked down) got generic plans that read every leaf
+                // of the realm once an import had changed the statistics
+                // (~18 ms a call).
+                "SELECT leaf_index FROM audit_events WHERE realm_id = ? AND sequence > 0 \
+                 AND sequence <= ? AND leaf_index IS NOT NULL ORDER BY sequence DESC LIMIT 1",
                 vec![Value::from(realm_id), Value::from(sequence)],
             ))
             .await
