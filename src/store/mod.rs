@@ -34,6 +34,7 @@ mod portals;
 mod raw;
 mod read_cache;
 mod sequencer;
+mod sqlite_plans;
 mod support;
 pub(crate) mod tree;
 mod writer_queue;
@@ -140,6 +141,9 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
+            });
+            options.map_sqlx_sqlite_pool_opts(|o| {
+                o.after_connect(|conn, _| Box::pin(sqlite_plans::keep_plans(conn)))
             });
             Backend::Sqlite
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
