@@ -69,7 +69,7 @@ pub(crate) async fn lock_and_act(tx: &WriteTx, caller: &Caller) -> Result<(Realm
             principal,
         } => {
             let fresh = tx
-                .standing(realm_id, standing.account.id)
+                .standing_in(&realm, standing.account.id)
                 .await?
                 .ok_or_else(|| {
                     Error::new(
@@ -121,7 +121,7 @@ pub(crate) async fn portal_in(tx: &WriteTx, realm: &Realm, portal_id: Uuid) -> R
 
 /// An account of `realm`; any other is NOT_FOUND.
 pub(crate) async fn account_in(tx: &WriteTx, realm: &Realm, account_id: Uuid) -> Result<Standing> {
-    tx.standing(realm.id, account_id)
+    tx.standing_in(realm, account_id)
         .await?
         .ok_or_else(|| Error::not_found(Reason::UserNotFound, "user", account_id))
 }
@@ -135,7 +135,7 @@ pub(crate) async fn target_in(
     acting: &Acting,
     account_id: Uuid,
 ) -> Result<Standing> {
-    match tx.standing(realm.id, account_id).await? {
+    match tx.standing_in(realm, account_id).await? {
         Some(target) => Ok(target),
         None if acting.grantor().sees_whole_realm() => {
             Err(Error::not_found(Reason::UserNotFound, "user", account_id))
