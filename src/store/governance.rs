@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::entity::{support_approval, support_policy, support_proposal};
 use super::errors::{db_error, unique_violation};
+use super::raw;
 use super::support::{ACTIVATION_IMMEDIATE, ACTIVATION_ON_FIRST_USE};
 use crate::domain::clock::{from_micros, to_micros};
 use crate::domain::governance::{
@@ -106,7 +107,10 @@ impl super::Store {
     pub async fn open_proposals_of_realm(&self, realm_id: Uuid) -> Result<Vec<Proposal>> {
         let rows = support_proposal::Entity::find()
             .filter(support_proposal::Column::RealmId.eq(realm_id))
-            .filter(support_proposal::Column::State.eq(ProposalState::Open.as_str()))
+            .filter(raw::state_is::<support_proposal::Entity>(
+                support_proposal::Column::State,
+                ProposalState::Open.as_str(),
+            ))
             .all(self.conn())
             .await
             .map_err(db_error)?;
@@ -179,7 +183,10 @@ impl super::WriteTx {
     pub async fn open_proposal(&self, access_request_id: Uuid) -> Result<Option<Proposal>> {
         Ok(support_proposal::Entity::find()
             .filter(support_proposal::Column::AccessRequestId.eq(access_request_id))
-            .filter(support_proposal::Column::State.eq(ProposalState::Open.as_str()))
+            .filter(raw::state_is::<support_proposal::Entity>(
+                support_proposal::Column::State,
+                ProposalState::Open.as_str(),
+            ))
             .one(self.conn())
             .await
             .map_err(db_error)?
@@ -231,7 +238,10 @@ impl super::WriteTx {
                 Some(to_micros(self.now)).into(),
             )
             .filter(support_proposal::Column::Id.eq(proposal_id))
-            .filter(support_proposal::Column::State.eq(ProposalState::Open.as_str()))
+            .filter(raw::state_is::<support_proposal::Entity>(
+                support_proposal::Column::State,
+                ProposalState::Open.as_str(),
+            ))
             .exec(self.conn())
             .await
             .map_err(db_error)?;

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::entity::{access_request, account, membership, support_grant};
 use super::errors::db_error;
+use super::raw;
 use crate::domain::clock::{from_micros, to_micros};
 use crate::domain::governance::SupportAccessLevel;
 use crate::domain::support::{AccessRequest, AccessRequestState, GrantEnd, SupportGrant};
@@ -86,7 +87,10 @@ pub struct RequestFilter {
 }
 
 fn state_condition(state: AccessRequestState, now: i64) -> Condition {
-    let pending = access_request::Column::State.eq(AccessRequestState::Pending.as_str());
+    let pending = raw::state_is::<access_request::Entity>(
+        access_request::Column::State,
+        AccessRequestState::Pending.as_str(),
+    );
     match state {
         AccessRequestState::Pending => Condition::all()
             .add(pending)
@@ -224,7 +228,10 @@ impl super::Store {
         limit: u64,
     ) -> Result<Vec<AccessRequest>> {
         let rows = access_request::Entity::find()
-            .filter(access_request::Column::State.eq(AccessRequestState::Pending.as_str()))
+            .filter(raw::state_is::<access_request::Entity>(
+                access_request::Column::State,
+                AccessRequestState::Pending.as_str(),
+            ))
             .filter(access_request::Column::ExpiresAt.lte(to_micros(now)))
             .order_by_asc(access_request::Column::ExpiresAt)
             .limit(limit)
