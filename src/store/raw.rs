@@ -1,7 +1,8 @@
 //! Hand-written statements for what the query builder cannot say the same
 //! way on both databases (row locks, UPDATE … RETURNING).
 
-use sea_orm::{DbBackend, Statement, Value};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{DbBackend, EntityTrait, Statement, Value};
 
 use super::Backend;
 
@@ -33,15 +34,11 @@ pub(crate) fn statement(backend: Backend, sql: &str, values: Vec<Value>) -> Stat
 /// here (connections keep their plans, `sqlite_plans.rs`) and PostgreSQL's
 /// generic plans do not either, so a bound state left such a query a scan
 /// of the whole table. `state` is one of our own constant names.
-pub(crate) fn state_is<E: sea_orm::EntityTrait>(
-    column: E::Column,
-    state: &'static str,
-) -> sea_orm::sea_query::Expr {
+pub(crate) fn state_is<E: EntityTrait>(column: E::Column, state: &'static str) -> Expr {
     assert!(
         state.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
         "a state name is a plain word"
     );
-    use sea_orm::sea_query::{Expr, ExprTrait};
     ExprTrait::eq(
         Expr::col((E::default(), column)),
         Expr::cust(format!("'{state}'")),

@@ -11,24 +11,14 @@
 //! plans we rely on do not depend on those values (lookups by key, and
 //! partial indexes matched by their literal conditions).
 
-use std::ptr;
+use std::ffi::c_int;
 
 use sea_orm::sqlx::SqliteConnection;
 
 /// Turns on the guarantee for one new connection.
 pub(super) async fn keep_plans(conn: &mut SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
     let mut handle = conn.lock_handle().await?;
-    let db = handle.as_raw_handle();
-    // SAFETY: the handle is locked out of sqlx's worker thread while we
-    // hold it, and the call only sets a flag on the open connection.
-    let rc = unsafe {
-        libsqlite3_sys::sqlite3_db_config(
-            db.as_ptr(),
-            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-            1,
-            ptr::null_mut::<std::ffi::c_int>(),
-        )
-    };
+    let (rc, _) = plan_stability(handle.as_raw_handle().as_ptr(), 1);
     if rc != libsqlite3_sys::SQLITE_OK {
         return Err(sea_orm::sqlx::Error::Configuration(
             format!("SQLite refused the query planner stability guarantee (code {rc})").into(),
@@ -37,10 +27,25 @@ pub(super) async fn keep_plans(conn: &mut SqliteConnection) -> Result<(), sea_or
     Ok(())
 }
 
+/// Sets the guarantee (`set` 1 or 0) or only reads it (-1): SQLite's
+/// result code and the setting now.
+fn plan_stability(db: *mut libsqlite3_sys::sqlite3, set: c_int) -> (c_int, c_int) {
+    let mut now: c_int = -1;
+    // SAFETY: `db` is an open connection locked out of sqlx's worker
+    // thread by the caller's handle; the call reads or sets one flag.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db,
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            set,
+            &mut now as *mut c_int,
+        )
+    };
+    (rc, now)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::ffi::c_int;
-
     use super::super::Store;
 
     #[tokio::test]
@@ -53,16 +58,7 @@ mod tests {
             .await
             .unwrap();
         let mut handle = conn.lock_handle().await.unwrap();
-        let mut on: c_int = -1;
-        // SAFETY: as in `keep_plans`; -1 reads the setting without changing it.
-        let rc = unsafe {
-            libsqlite3_sys::sqlite3_db_config(
-                handle.as_raw_handle().as_ptr(),
-                libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-                -1 as c_int,
-                &mut on as *mut c_int,
-            )
-        };
+        let (rc, on) = super::plan_stability(handle.as_raw_handle().as_ptr(), -1);
         assert_eq!(rc, libsqlite3_sys::SQLITE_OK);
         assert_eq!(on, 1, "the query planner stability guarantee is off");
     }
